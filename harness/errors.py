@@ -1,0 +1,48 @@
+"""The harness's exceptions: one root, specific subclasses.
+
+Every error a user can cause by what they type or write (a file, a flag, a value) is a
+:class:`UserError`. The CLI prints it as one line and exits with status 2, without a traceback.
+Anything else is a bug in the harness and keeps its traceback.
+
+Example:
+    >>> from harness.errors import GraphError, UserError
+    >>> issubclass(GraphError, UserError)
+    True
+    >>> str(GraphError("node 3: a fuser needs at least one assistant parent"))
+    'node 3: a fuser needs at least one assistant parent'
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BudgetError",
+    "ConfigError",
+    "DataError",
+    "GraphError",
+    "HarnessError",
+    "UserError",
+]
+
+
+class HarnessError(Exception):
+    """Root of every exception the harness raises on purpose."""
+
+
+class UserError(HarnessError):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+class ConfigError(UserError):
+    """A malformed or inconsistent YAML file (task, pool, protocol) or command-line value."""
+
+
+class DataError(UserError):
+    """A dataset that cannot be found, loaded or parsed."""
+
+
+class GraphError(UserError):
+    """A collaboration graph that breaks a constraint; the message names the node or edge."""
+
+
+class BudgetError(UserError):
+    """A graph or request that does not fit the budget and cannot be repaired."""

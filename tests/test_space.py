@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.errors import BudgetError, ConfigError, GraphError
+from harness.graph import Graph
+from harness.pool import load_pool
+from harness.space import OFF, Space
+from tests.strategies import graphs
+
+MATH = (202, 275)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    return load_pool("llama3")
+
+
+def test_combinations_at_level_9_are_the_papers(pool):
+    space = Space(pool, MATH, level=9, task="math")
+    labels = [c.label for c in space.combos()]
+    # PAPER.md section 6 lists these five at equal budget; they are exactly the 9-cost fillings.
+    assert labels == ["1x8B", "3x3B", "2x3B+3x1B", "1x3B+6x1B", "9x1B"]
+    assert all(c.cost == 9 for c in space.combos())
+
+
+def test_combinations_at_level_12(pool):
+    space = Space(pool, MATH, level=12, task="math")
+    combos = space.combos()
+    assert {c.label for c in combos} == {
+        "1x8B+1x3B",
+        "1x8B+3x1B",
+        "4x3B",
+        "3x3B+3x1B",
+        "2x3B+6x1B",
+        "1x3B+9x1B",
+        "12x1B",
+    }
+    assert all(c.cost == 12 for c in combos)
+
+
+def test_combinations_use_task_specific_costs(pool):
+    # HumanEval costs 1, 4, 7, 81: at level 8 the fillings sum to exactly 8.
+    space = Space(pool, (180, 115), level=8, task="humaneval")
+    labels = {c.label for c in space.combos()}
+    assert labels == {"1x8B+1x1B", "2x3B", "1x3B+4x1B", "8x1B"}
+
+
+def test_combinations_respect_max_nodes(pool):
+    space = Space(pool, MATH, level=9, max_nodes=4, task="math")
+    # Only 1x8B and 3x3B have at most four nodes; least left over is still 0.
+    assert [c.label for c in space.combos()] == ["1x8B", "3x3B"]
+
+
+def test_combination_with_leftover_when_nothing_fills_exactly(pool):
+    space = Space(pool, MATH, level=2, max_nodes=1, task="math")
+    assert [c.label for c in space.combos()] == ["1x1B"]
+
+
+def test_parse_combo(pool):
+    space = Space(pool, MATH, level=9)
+    assert space.parse_combo("2x3B+3x1B").models == ("llama-3.2-3b",) * 2 + ("llama-3.2-1b",) * 3
+    assert space.parse_combo("8B").label == "1x8B"
+    for bad in ["2x", "x3B", "0x3B", "2x9B", "two x 3B"]:
+        with pytest.raises(ConfigError):
+            space.parse_combo(bad)
+
+
+@pytest.mark.parametrize("level", [4, 8, 12])
+def test_samples_are_valid_feasible_and_seeded(pool, level):
+    space = Space(pool, MATH, level=level)
+    for seed in range(40):
+        graph = space.sample(random.Random(seed))
+        assert space.fits(graph)
+        assert space.validate(graph) == graph
+        assert len(graph.nodes) <= space.max_nodes
+    again = [space.sample(random.Random(s)).id for s in range(10)]
+    assert again == [space.sample(random.Random(s)).id for s in range(10)]
+    assert len(set(again)) > 1
+
+
+def test_sample_from_a_given_combination(pool):
+    space = Space(pool, MATH, level=9)
+    combo = space.parse_combo("3x3B")
+    for seed in range(10):
+        graph = space.sample(random.Random(seed), combo=combo, edge_prob=0.3)
+        assert set(graph.model_counts()) <= {"llama-3.2-3b"}
+
+
+def test_validate_rejects_over_cap_and_foreign_models(pool):
+    space = Space(pool, MATH, level=4)
+    big = Graph.create(
+        [(i, "8B", "assistant") for i in range(3)], [(i, "output") for i in range(3)], "3B"
+    )
+    with pytest.raises(BudgetError, match="over the cap"):
+        space.validate(big)
+    repaired = space.repair(big, random.Random(0))
+    assert space.fits(repaired)
+    alien = Graph.create([(0, "gpt-9", "assistant")], [(0, "output")], "3B")
+    with pytest.raises(GraphError, match="node 0: unknown model 'gpt-9'"):
+        space.validate(alien)
+    many = Graph.create(
+        [(i, "1B", "assistant") for i in range(6)], [(i, "output") for i in range(6)], "1B"
+    )
+    with pytest.raises(GraphError, match="max_nodes=4"):
+        space.validate(many)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5])
+def test_max_nodes_must_be_positive(pool, bad):
+    with pytest.raises(ConfigError, match="max_nodes"):
+        Space(pool, MATH, level=8, max_nodes=bad)
+
+
+# ----- flat parametrisation --------------------------------------------------------------------
+
+
+def test_params_shape(pool):
+    space = Space(pool, MATH, level=3)
+    names = [p.name for p in space.params()]
+    assert names[:2] == ["slot0.model", "slot0.role"]
+    assert "edge0-1" in names and "edge1-0" not in names and "edge2-output" in names
+    assert names[-1] == "output.model"
+    assert dict((p.name, p.choices) for p in space.params())["slot0.model"][0] == OFF
+    assert len(names) == 3 * 2 + 3 + 3 + 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(graphs(max_nodes=8))
+def test_parametrisation_round_trips(graph):
+    space = Space(load_pool("llama3"), MATH, level=8)
+    values = space.encode(graph)
+    back = space.decode(values)
+    assert back.id == graph.id
+    assert back.relabel() == graph.relabel()
+    assert space.encode(back) == values
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_decode_of_any_values_is_a_valid_graph_or_a_graph_error(data):
+    space = Space(load_pool("llama3"), MATH, level=5)
+    values = {p.name: data.draw(st.sampled_from(p.choices)) for p in space.params()}
+    try:
+        graph = space.decode(values)
+    except GraphError:
+        return
+    assert len(graph.nodes) <= space.max_nodes
+
+
+def test_decode_rejects_missing_and_out_of_range_values(pool):
+    space = Space(pool, MATH, level=2)
+    values = space.encode(Graph.create([(0, "1B", "assistant")], [(0, "output")], "3B"))
+    broken = dict(values)
+    del broken["edge0-1"]
+    with pytest.raises(GraphError, match="missing value for 'edge0-1'"):
+        space.decode(broken)
+    with pytest.raises(GraphError, match="slot1.model='9B'"):
+        space.decode({**values, "slot1.model": "9B"})
+
+
+def test_encode_rejects_too_many_nodes(pool):
+    space = Space(pool, MATH, level=2)
+    graph = Graph.create(
+        [(i, "1B", "assistant") for i in range(3)], [(i, "output") for i in range(3)], "1B"
+    )
+    with pytest.raises(GraphError, match="do not fit 2 slots"):
+        space.encode(graph)
