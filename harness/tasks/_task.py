@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import ConfigError, DataError
+from harness.errors import ConfigError, DataError, DataUnavailable
 from harness.paths import tasks_dir
 from harness.tasks._config import SOURCES, TaskConfig, read_config
 from harness.tasks._prompts import render_messages
@@ -138,7 +138,9 @@ class Task:
         for name in order:
             try:
                 loaded = load_source(self.config, name, folder, use_cache=use_cache)
-            except DataError as exc:
+            except DataUnavailable as exc:
+                # Only absence falls through: data that is there but broken (bad JSON, a
+                # checksum mismatch) is a fault to report, not a reason to serve other data.
                 if len(order) == 1:
                     raise
                 # A local folder the user named is expected to work: say so louder.
