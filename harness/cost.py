@@ -26,7 +26,7 @@ Example:
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from harness.errors import BudgetError, GraphError
@@ -170,7 +170,12 @@ def graph_cost(graph: Graph, pool: Pool, lengths: Lengths) -> GraphCost:
 
 
 def repair(
-    graph: Graph, pool: Pool, lengths: Lengths, cap: float, rng: random.Random | None = None
+    graph: Graph,
+    pool: Pool,
+    lengths: Lengths,
+    cap: float,
+    rng: random.Random | None = None,
+    fits: Callable[[Graph], bool] | None = None,
 ) -> Graph:
     """Delete nodes until ``graph`` fits ``cap`` (PAPER.md section 3).
 
@@ -180,17 +185,30 @@ def repair(
     paper's role sampler would allow there. Nodes left without a path to the output node are
     dropped as usual.
 
+    Args:
+        graph: the graph to repair.
+        pool: its models' constants.
+        lengths: the task's (A, B).
+        cap: the FLOPs cap in units.
+        rng: breaks ties between nodes of the smallest model.
+        fits: a stricter test than the cap alone (the space also checks the integer
+            combination budget and the node limit); the same rule runs until it passes.
+
     Raises:
         BudgetError: the graph cannot be brought under the cap (for example the output node
             alone is over it, or deleting the last input of the output node would be needed).
     """
+
+    def ok(candidate: Graph) -> bool:
+        within = graph_cost(candidate, pool, lengths).fits(cap)
+        return within and (fits is None or fits(candidate))
+
     current = graph
-    while not graph_cost(current, pool, lengths).fits(cap):
+    while not ok(current):
         if len(current.nodes) <= 1:
             raise BudgetError(
-                f"graph {graph.id} cannot be repaired to the cap of {cap:.2f} units: "
-                f"even one agent node and the output node cost "
-                f"{graph_cost(current, pool, lengths).units:.2f}"
+                f"graph {graph.id} cannot be repaired to the budget (cap {cap:.2f} units): "
+                f"even one agent node and the output node are over it"
             )
         smallest = min(pool.model(n.model).params for n in current.nodes)
         candidates = sorted(n.id for n in current.nodes if pool.model(n.model).params == smallest)

@@ -117,8 +117,23 @@ class Space:
         return graph_cost(graph, self.pool, self.lengths)
 
     def fits(self, graph: Graph) -> bool:
-        """Whether ``graph`` is within the cap and the node limit."""
-        return len(graph.nodes) <= self.max_nodes and self.cost(graph).fits(self.cap)
+        """Whether ``graph`` is within the FLOPs cap, the combination budget and the node limit."""
+        return (
+            len(graph.nodes) <= self.max_nodes
+            and self.combo_cost(graph) <= self.level
+            and self.cost(graph).fits(self.cap)
+        )
+
+    def combo_cost(self, graph: Graph) -> int:
+        """The integer combination cost of ``graph``'s agent nodes (PAPER.md section 3).
+
+        The paper draws every graph's models from a budget-filling combination, so a graph's
+        agent nodes must fit the integer budget ``level`` as well as the FLOPs cap. The two
+        disagree for the largest models: one 70B call (69.2 units on MATH) plus a 3B output
+        node fits the level-12 cap of 79.15 units, but its integer cost of 81 does not fit 12;
+        the paper never builds such a graph, so neither does the space.
+        """
+        return sum(self.pool.combo_cost(n.model, self.task) for n in graph.nodes)
 
     def validate(self, graph: Graph) -> Graph:
         """Resolve ``graph``'s models against the pool and check it fits.
@@ -142,11 +157,23 @@ class Space:
                 f"graph {resolved.id}: costs {units:.2f} units, over the cap of {self.cap:.2f} "
                 f"for budget level {self.level}"
             )
+        combo = self.combo_cost(resolved)
+        if combo > self.level:
+            raise BudgetError(
+                f"graph {resolved.id}: its models ({self.combo_of(resolved).label}) have "
+                f"combination cost {combo}, over the budget level {self.level}"
+            )
         return resolved
 
     def repair(self, graph: Graph, rng: random.Random | None = None) -> Graph:
-        """Bring ``graph`` under the cap by the paper's rule (see :func:`harness.cost.repair`)."""
-        return repair(self.pool.resolve(graph), self.pool, self.lengths, self.cap, rng)
+        """Bring ``graph`` within the budget by the paper's rule (see :func:`harness.cost.repair`).
+
+        The rule (delete a node of the smallest model) runs until the graph fits the FLOPs cap,
+        the combination budget and the node limit (:meth:`fits`).
+        """
+        return repair(
+            self.pool.resolve(graph), self.pool, self.lengths, self.cap, rng, fits=self.fits
+        )
 
     # ----- model combinations ----------------------------------------------------------------
 
@@ -212,6 +239,7 @@ class Space:
         edge_prob: float = 0.5,
         fuser_prob: float = 0.5,
         output_model: str | None = None,
+        repair_to_cap: bool = True,
     ) -> Graph:
         """A random feasible graph.
 
@@ -219,7 +247,8 @@ class Space:
         node order; each forward edge and each node-to-output edge is kept with ``edge_prob``
         (redrawn until the output node has an input); roles are drawn in topological order, a
         node becoming a fuser with ``fuser_prob`` where the constraints allow; the result is
-        repaired to the cap.
+        repaired to the cap unless ``repair_to_cap`` is False (pilot experiments compare model
+        combinations at equal integer cost, whatever their wiring costs).
 
         Raises:
             BudgetError: no feasible graph could be drawn (for example a combination whose
@@ -254,7 +283,9 @@ class Space:
             can_fuse = ASSISTANT in parent_roles and FUSER not in parent_roles
             roles.append(FUSER if can_fuse and rng.random() < fuser_prob else ASSISTANT)
         graph = Graph.create([Node(i, models[i], roles[i]) for i in range(n)], edges, out_model)
-        return repair(graph, self.pool, self.lengths, self.cap, rng)
+        if not repair_to_cap:
+            return graph
+        return repair(graph, self.pool, self.lengths, self.cap, rng, fits=self.fits)
 
     # ----- flat parametrisation ----------------------------------------------------------------
 

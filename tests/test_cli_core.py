@@ -52,7 +52,9 @@ def test_graph_check_repair(tmp_path, capsys):
     path.write_text(FUSED.to_text())
     status, out, _ = run(capsys, "graph", "check", str(path), "--budget", "3", "--repair")
     assert status == 1
-    assert "# repaired (2 agent nodes):" in out
+    # Level 3: the combination 1x3B+2x1B costs 5 > 3, so both 1B nodes go (smallest first).
+    assert "# repaired (1 agent node):" in out
+    assert "2 | llama-3.2-3b | assistant | in: - | out: output" in out
 
 
 def test_graph_check_reports_dropped_nodes(tmp_path, capsys):

@@ -16,7 +16,7 @@ def test_readme_starts_with_exactly_two_setup_commands():
     assert len(commands) == 2
     main_job, tests = commands
     assert "pip install -e ." in main_job and "harness" in main_job
-    assert "pytest" in tests and "[test]" in tests
+    assert "pytest" in tests and "[test,server]" in tests and "serve --fetch-only" in tests
 
 
 def test_ci_runs_the_readme_test_command_verbatim():

@@ -93,13 +93,14 @@ def test_sample_from_a_given_combination(pool):
 
 def test_validate_rejects_over_cap_and_foreign_models(pool):
     space = Space(pool, MATH, level=4)
-    big = Graph.create(
-        [(i, "8B", "assistant") for i in range(3)], [(i, "output") for i in range(3)], "3B"
-    )
+    # Four 1B nodes (combination cost 4) in a complete DAG into an 8B output: 34.3 units > 17.8.
+    nodes = [(i, "1B", "assistant") for i in range(4)]
+    edges = [(i, j) for i in range(4) for j in range(i + 1, 4)] + [(i, "output") for i in range(4)]
+    big = Graph.create(nodes, edges, "8B")
     with pytest.raises(BudgetError, match="over the cap"):
         space.validate(big)
     repaired = space.repair(big, random.Random(0))
-    assert space.fits(repaired)
+    assert space.fits(repaired) and len(repaired.nodes) < 4
     alien = Graph.create([(0, "gpt-9", "assistant")], [(0, "output")], "3B")
     with pytest.raises(GraphError, match="node 0: unknown model 'gpt-9'"):
         space.validate(alien)
@@ -108,6 +109,28 @@ def test_validate_rejects_over_cap_and_foreign_models(pool):
     )
     with pytest.raises(GraphError, match="max_nodes=4"):
         space.validate(many)
+
+
+def test_the_combination_budget_binds_too(pool):
+    # One 70B call and a 3B output node fit the level-12 FLOPs cap (74.0 < 79.15 units), but
+    # the 70B's integer cost of 81 does not fit level 12: the paper never builds that graph.
+    space = Space(pool, MATH, level=12)
+    lone = Graph.create([(0, "70B", "assistant")], [(0, "output")], "3B")
+    assert space.cost(lone).fits(space.cap)
+    assert space.combo_cost(lone) == 81 and not space.fits(lone)
+    with pytest.raises(
+        BudgetError, match=r"1x70B\) have combination cost 81, over the budget level 12"
+    ):
+        space.validate(lone)
+    with pytest.raises(BudgetError, match="cannot be repaired"):
+        space.repair(lone)
+    mixed = Graph.create(
+        [(0, "8B", "assistant"), (1, "8B", "assistant"), (2, "1B", "assistant")],
+        [(0, "output"), (1, "output"), (2, "output")],
+        "3B",
+    )
+    fixed = space.repair(mixed, random.Random(0))  # drops the 1B, then one 8B: cost 9 <= 12
+    assert space.fits(fixed) and fixed.model_counts() == {"llama-3.1-8b": 1}
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5])

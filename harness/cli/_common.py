@@ -8,12 +8,11 @@ from harness.pool import DEFAULT_POOL
 from harness.tasks import load_task
 
 
-def add_pool_argument(parser: argparse.ArgumentParser) -> None:
-    """The ``--pool`` option: a pool name or a pool YAML file."""
+def add_pool_argument(parser: argparse.ArgumentParser, default: str | None = DEFAULT_POOL) -> None:
+    """The ``--pool`` option: a pool name or a pool YAML file (None: the protocol's pool)."""
+    shown = default if default is not None else "the protocol's"
     parser.add_argument(
-        "--pool",
-        default=DEFAULT_POOL,
-        help=f"model pool name or YAML file (default {DEFAULT_POOL})",
+        "--pool", default=default, help=f"model pool name or YAML file (default {shown})"
     )
 
 

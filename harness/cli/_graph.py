@@ -126,7 +126,8 @@ def _print_report(graph: Graph, report: dict[str, Any], repaired: Graph | None) 
     verdict = "fits" if report["fits"] else "OVER the cap"
     print(f"budget level {report['budget_level']}: cap {report['cap_units']:.2f} units: {verdict}")
     if repaired is not None:
-        print(f"# repaired ({len(repaired.nodes)} agent nodes):")
+        count = len(repaired.nodes)
+        print(f"# repaired ({count} agent node{'' if count == 1 else 's'}):")
         print(repaired.to_text())
     elif report["repair_error"]:
         print(f"repair: {report['repair_error']}")
