@@ -16,11 +16,13 @@ from __future__ import annotations
 
 __all__ = [
     "BudgetError",
+    "CallError",
     "ConfigError",
     "DataError",
     "DataUnavailable",
     "GraphError",
     "HarnessError",
+    "ReplayMiss",
     "UserError",
 ]
 
@@ -56,3 +58,15 @@ class GraphError(UserError):
 
 class BudgetError(UserError):
     """A graph or request that does not fit the budget and cannot be repaired."""
+
+
+class ReplayMiss(DataError):
+    """A ``replay`` study needs a call that the call cache does not hold (the call is named)."""
+
+
+class CallError(HarnessError):
+    """An LLM call that failed after its last retry (or with an error no retry fixes).
+
+    Not a user error: the study records the graph evaluation as failed (not charged) and goes
+    on, as it does for any backend failure.
+    """

@@ -44,7 +44,11 @@ __all__ = ["GraphRun", "NodeRecord", "run_graph"]
 
 @dataclass(frozen=True)
 class NodeRecord:
-    """What one node cost on a batch (tokens and latency are means over its questions)."""
+    """What one node cost on a batch.
+
+    Tokens and latency are means over its questions; ``cache_hits`` (questions answered from the
+    call cache) and ``dollars`` are totals over them, None where the backend reports neither.
+    """
 
     node_id: int
     model: str
@@ -54,9 +58,16 @@ class NodeRecord:
     prompt_tokens: float
     output_tokens: float
     latency_s: float
+    cache_hits: int | None = None
+    dollars: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON object for traces."""
+        """A JSON object for traces (cache hits and dollars only where a backend reports them)."""
+        extra: dict[str, Any] = {}
+        if self.cache_hits is not None:
+            extra["cache_hits"] = self.cache_hits
+        if self.dollars is not None:
+            extra["dollars"] = self.dollars
         return {
             "node": "output" if self.node_id == OUTPUT else self.node_id,
             "model": self.model,
@@ -66,6 +77,7 @@ class NodeRecord:
             "prompt_tokens": self.prompt_tokens,
             "output_tokens": self.output_tokens,
             "latency_s": self.latency_s,
+            **extra,
         }
 
 
@@ -85,6 +97,9 @@ class GraphRun:
         prompt_tokens: mean prompt tokens per question, all nodes.
         output_tokens: mean output tokens per question, all nodes.
         nodes: per-node records, in execution order.
+        calls: LLM calls behind this run (nodes x questions).
+        cache_hits: of those, answered from the call cache (None: no cache).
+        dollars: total cost of the calls, cached ones charged as made (None: not reported).
     """
 
     graph: Graph
@@ -98,6 +113,23 @@ class GraphRun:
     prompt_tokens: float
     output_tokens: float
     nodes: tuple[NodeRecord, ...] = field(default=())
+
+    @property
+    def calls(self) -> int:
+        """LLM calls behind this run."""
+        return len(self.nodes) * len(self.item_ids)
+
+    @property
+    def cache_hits(self) -> int | None:
+        """Calls answered from the call cache (None when the backend has no cache)."""
+        hits = [r.cache_hits for r in self.nodes]
+        return None if not hits or None in hits else sum(h for h in hits if h is not None)
+
+    @property
+    def dollars(self) -> float | None:
+        """Total dollars of the calls (None when any node's cost is not reported)."""
+        costs = [r.dollars for r in self.nodes]
+        return None if not costs or None in costs else sum(c for c in costs if c is not None)
 
     @property
     def accuracy(self) -> float:
@@ -189,6 +221,8 @@ def run_graph(
                 prompt_tokens=_mean(result.prompt_tokens, prompt_len),
                 output_tokens=_mean(result.output_tokens, output_len),
                 latency_s=float(own.mean()) if n else 0.0,
+                cache_hits=None if result.cached is None else int(result.cached.sum()),
+                dollars=None if result.dollars is None else float(result.dollars.sum()),
             )
         )
     final = answers[OUTPUT]

@@ -17,13 +17,16 @@ Example:
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -102,7 +105,13 @@ class LocalServer:
         http://127.0.0.1:53311/v1
     """
 
-    def __init__(self, model: str = "smollm2", port: int | None = None, log: Path | None = None):
+    def __init__(
+        self,
+        model: str = "smollm2",
+        port: int | None = None,
+        log: Path | None = None,
+        aliases: Sequence[str] = (),
+    ):
         if importlib.util.find_spec("llama_cpp") is None:
             raise UserError(
                 "the local server needs llama-cpp-python: pip install 'harness[server]' "
@@ -114,7 +123,11 @@ class LocalServer:
                 f"unknown local model {model!r} (expected one of {', '.join(LOCAL_MODELS)})"
             )
         self.path = model_path(model)
+        # Several aliases of one file make a multi-model pool from one download (the server
+        # keeps one model loaded and swaps on a request for another alias).
+        self.aliases = tuple(aliases) or (self.model.alias,)
         self.port = port or free_port()
+        self._config: tempfile.TemporaryDirectory[str] | None = None
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -127,7 +140,7 @@ class LocalServer:
     def agent_spec(self) -> str:
         """The ``--agent`` value that consults this server."""
         assert self.model is not None
-        return f"openai:{self.model.alias}@{self.base_url}"
+        return f"openai:{self.aliases[0]}@{self.base_url}"
 
     def start(self) -> None:
         """Start the server and wait until it answers ``/v1/models``.
@@ -136,12 +149,26 @@ class LocalServer:
             UserError: the server exited or did not answer in time (its log is named).
         """
         assert self.model is not None
-        command = [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(self.path), "--model_alias", self.model.alias,
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--n_ctx", str(self.model.n_ctx), "--n_threads", str(max(1, (os.cpu_count() or 2))),
-        ]  # fmt: skip
+        threads = max(1, (os.cpu_count() or 2))
+        if len(self.aliases) == 1:
+            command = [
+                sys.executable, "-m", "llama_cpp.server",
+                "--model", str(self.path), "--model_alias", self.aliases[0],
+                "--host", "127.0.0.1", "--port", str(self.port),
+                "--n_ctx", str(self.model.n_ctx), "--n_threads", str(threads),
+            ]  # fmt: skip
+        else:
+            self._config = tempfile.TemporaryDirectory(prefix="harness-server-")
+            config = Path(self._config.name) / "config.json"
+            models = [
+                {"model": str(self.path), "model_alias": alias, "n_ctx": self.model.n_ctx,
+                 "n_threads": threads, "verbose": False}
+                for alias in self.aliases
+            ]  # fmt: skip
+            config.write_text(
+                json.dumps({"host": "127.0.0.1", "port": self.port, "models": models})
+            )
+            command = [sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)]
         sink = self.log.open("ab") if self.log is not None else subprocess.DEVNULL
         self.process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -168,6 +195,9 @@ class LocalServer:
             self.process.kill()
             self.process.wait()
         self.process = None
+        if self._config is not None:
+            self._config.cleanup()
+            self._config = None
 
     def __enter__(self) -> LocalServer:
         self.start()

@@ -5,6 +5,13 @@ estimate), prices, and integer combination costs (for enumerating budget-filling
 combinations). A pool resolves a model by its full name (``llama-3.2-3b``) or its short alias
 (``3B``).
 
+A pool file may extend another with ``base: NAME`` (a shipped pool, or a path relative to the
+file): it then takes the base's ``models`` and ``output_model`` unless it gives its own, so one
+model list can be served several ways (``llama3-ollama``, ``llama3-vllm``). The sections that
+say how the models are reached (``providers``, ``serve``, ``generation``) are kept raw in
+:attr:`Pool.live` and checked only by :func:`harness.live.providers.live_routes`, so listing
+and simulating pools never needs API keys.
+
 Example:
     >>> pool = load_pool("llama3")
     >>> pool.model("3B").name
@@ -13,6 +20,9 @@ Example:
     ['1B', '3B', '8B', '70B']
     >>> pool.combo_cost("8B", "math"), pool.combo_cost("8B", "humaneval")
     (9, 7)
+    >>> served = load_pool("llama3-ollama")
+    >>> served.base, served.names == pool.names, sorted(served.live)
+    ('llama3', True, ['generation', 'providers', 'serve'])
 """
 
 from __future__ import annotations
@@ -31,6 +41,11 @@ from harness.paths import pools_dir
 __all__ = ["DEFAULT_POOL", "ModelSpec", "Pool", "load_pool", "pool_names"]
 
 DEFAULT_POOL = "llama3"
+
+# Top-level fields of a pool file; the last three are the live backend's, checked by
+# harness.live.providers (kept raw here so that `harness pools` works without API keys).
+_LIVE_FIELDS = ("providers", "serve", "generation")
+_FIELDS = ("name", "description", "output_model", "models", "base", *_LIVE_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -68,13 +83,26 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class Pool:
-    """An ordered set of models (smallest first) and the default output model."""
+    """An ordered set of models (smallest first) and the default output model.
+
+    Attributes:
+        name: the pool's name.
+        description: one line for listings.
+        models: the models, smallest (fewest parameters) first; ties keep file order.
+        output_model: full name of the output node's default model.
+        source: the YAML file it was read from (None when built in code).
+        base: the name (or path, as written) of the pool it extends, if any.
+        live: the raw ``providers``, ``serve`` and ``generation`` sections (only those given),
+            validated by :func:`harness.live.providers.live_routes`.
+    """
 
     name: str
     description: str
     models: tuple[ModelSpec, ...]
     output_model: str
     source: Path | None = None
+    base: str | None = None
+    live: Mapping[str, Any] = field(default_factory=dict)
 
     def model(self, name: str) -> ModelSpec:
         """The model with this name or short alias.
@@ -129,7 +157,8 @@ def load_pool(name_or_path: str | Path = DEFAULT_POOL) -> Pool:
     """Load a pool by name (``llama3``) or from a YAML file path.
 
     Raises:
-        ConfigError: unknown pool, or a malformed file (naming the file and field).
+        ConfigError: unknown pool, or a malformed file (naming the file and field), or a ``base``
+            that is unknown or leads back to the file.
     """
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml") or candidate.exists():
@@ -141,33 +170,85 @@ def load_pool(name_or_path: str | Path = DEFAULT_POOL) -> Pool:
         if not path.is_file():
             known = ", ".join(pool_names())
             raise ConfigError(f"unknown pool {str(name_or_path)!r} (expected one of {known})")
-    return _parse_pool(read_yaml(path), path)
+    return _load(path, ())
 
 
-def _parse_pool(data: Mapping[str, Any], path: Path) -> Pool:
+def _load(path: Path, chain: tuple[Path, ...]) -> Pool:
+    """Read one pool file; ``chain`` holds the files that extend it, to catch a cycle."""
+    data = read_yaml(path)
+    for key in data:
+        if key not in _FIELDS:
+            raise ConfigError(
+                f"{path}: unknown field {key!r} (expected one of {', '.join(_FIELDS)})"
+            )
+    base: Pool | None = None
+    if "base" in data:
+        base_name = data["base"]
+        if not isinstance(base_name, str) or not base_name:
+            raise ConfigError(f"{path}: field 'base' must name a pool, got {base_name!r}")
+        base_path = _base_path(base_name, path)
+        seen = (*chain, path)
+        if base_path.resolve() in {p.resolve() for p in seen}:
+            loop = " -> ".join(str(p) for p in (*seen, base_path))
+            raise ConfigError(f"{path}: field 'base': pools extend each other in a cycle ({loop})")
+        base = _load(base_path, seen)
+    return _parse_pool(data, path, base)
+
+
+def _base_path(base: str, path: Path) -> Path:
+    # A bare name is a shipped pool; anything that looks like a path is relative to the file
+    # that names it, so a pool and its base can live together outside tasks/pools/.
+    if base.endswith((".yaml", ".yml")) or "/" in base:
+        target = path.parent / base
+        if not target.is_file():
+            raise ConfigError(f"{path}: field 'base': pool file {str(target)!r} not found")
+        return target
+    target = pools_dir() / f"{base}.yaml"
+    if not target.is_file():
+        known = ", ".join(pool_names())
+        raise ConfigError(f"{path}: field 'base': unknown pool {base!r} (expected one of {known})")
+    return target
+
+
+def _parse_pool(data: Mapping[str, Any], path: Path, base: Pool | None = None) -> Pool:
     name = _field(data, "name", str, path)
+    if base is not None and "models" not in data:
+        models = list(base.models)
+    else:
+        models = _parse_models(data, path)
+    # The base's output model carries over when it is still a model of this pool.
+    default_output = models[0].name
+    if base is not None and any(m.name == base.output_model for m in models):
+        default_output = base.output_model
+    output = data.get("output_model", default_output)
+    by_alias = {alias: m.name for m in models for alias in (m.name, m.short)}
+    if not isinstance(output, str) or output not in by_alias:
+        raise ConfigError(f"{path}: field 'output_model' must name a model of the pool")
+    return Pool(
+        name=name,
+        description=str(data.get("description", "")),
+        models=tuple(models),
+        output_model=by_alias[output],
+        source=path,
+        base=str(data["base"]) if base is not None else None,
+        live={key: data[key] for key in _LIVE_FIELDS if key in data},
+    )
+
+
+def _parse_models(data: Mapping[str, Any], path: Path) -> list[ModelSpec]:
     raw_models = _field(data, "models", list, path)
     if not raw_models:
         raise ConfigError(f"{path}: field 'models' must list at least one model")
     models = [_parse_model(entry, path, f"models[{pos}]") for pos, entry in enumerate(raw_models)]
     seen: set[str] = set()
     for spec in models:
-        for alias in (spec.name, spec.short):
+        for alias in dict.fromkeys((spec.name, spec.short)):  # short defaults to the name
             if alias in seen:
                 raise ConfigError(f"{path}: model name or alias {alias!r} used twice")
             seen.add(alias)
+    # sort() is stable: models with equal parameter counts keep the file's order.
     models.sort(key=lambda m: m.params)
-    pool = Pool(
-        name=name,
-        description=str(data.get("description", "")),
-        models=tuple(models),
-        output_model=models[0].name,
-        source=path,
-    )
-    output = data.get("output_model", models[0].name)
-    if not isinstance(output, str) or output not in pool:
-        raise ConfigError(f"{path}: field 'output_model' must name a model of the pool")
-    return Pool(pool.name, pool.description, pool.models, pool.model(output).name, path)
+    return models
 
 
 def _parse_model(entry: Any, path: Path, where: str) -> ModelSpec:

@@ -30,7 +30,7 @@ import numpy as np
 
 from harness.agents import DEFAULT_AGENT, Agent, AgentLedger, LedgeredAgent, load_agent
 from harness.backends import Backend, Batch, EvalContext, get_backend
-from harness.errors import BudgetError, ConfigError, GraphError
+from harness.errors import BudgetError, ConfigError, GraphError, UserError
 from harness.executor import GraphRun, run_graph
 from harness.graph import Graph
 from harness.manifest import study_manifest
@@ -149,6 +149,7 @@ class Bench:
         backend: backend name.
         data_dir: a local data folder (else ``$HARNESS_DATA_DIR``, the Hub, the mirror).
         pool: pool name or file (default: the protocol's).
+        cache: the call cache of ``live`` and ``replay`` (default: see :mod:`harness.cache`).
 
     Raises:
         UserError: unknown task, backend or pool, or data that cannot be loaded.
@@ -161,11 +162,12 @@ class Bench:
         backend: str = "sim",
         data_dir: Path | None = None,
         pool: str | None = None,
+        cache: Path | None = None,
     ) -> None:
         self.protocol = protocol
         self.task: Task = load_task(task)
         self.pool: Pool = load_pool(pool or protocol.pool)
-        self.backend: Backend = get_backend(backend)
+        self.backend: Backend = get_backend(backend, cache)
         self.backend.bind(self.task, self.pool)
         self.data: TaskData = self.task.load(data_dir=data_dir)
         budget = protocol.budget
@@ -273,6 +275,7 @@ class _Study:
         self.on_progress = on_progress
         self.agent: Agent | None = None
         self.agent_ledger = AgentLedger()
+        self.calls = CallLedger()
         self.env = SearchEnv(
             space=bench.space,
             task=bench.task.name,
@@ -297,6 +300,13 @@ class _Study:
         record["evals_used"] = self.ledger.used
         self.events.append(record)
         self.trace.append(record)
+
+    def backend_events(self) -> None:
+        """Write the backend's events (failed call attempts, corrupt cache rows) to the trace."""
+        for event in self.bench.backend.drain_events():
+            record = {"type": "event", **event, "evals_used": self.ledger.used}
+            self.events.append(record)
+            self.trace.append(record)
 
     def tell(self, outcome: Outcome) -> None:
         try:
@@ -369,6 +379,7 @@ class _Study:
                 "refusals": self.refusals,
                 "events": len(self.events),
                 "agent": self.agent_summary(),
+                **self.calls.totals(),
                 "wall_s": round(wall, 4),
             }
         )
@@ -450,7 +461,12 @@ class _Study:
                 self.bench.pool,
                 EvalContext(self.seed, epoch),
             )
+        except UserError:
+            # Bad input (a replay missing a recorded call): no retry can fix it; stop the study.
+            self.backend_events()
+            raise
         except Exception as exc:
+            self.backend_events()
             # No answers came back, so nothing is charged; the questions stay used in the stream
             # so that a retry sees new ones (a failure must not buy a second look).
             reason = f"{type(exc).__name__}: {exc}"
@@ -465,10 +481,13 @@ class _Study:
                 }
             )
             return Outcome(trial, "failed", graph, reason=reason, evals_used=self.ledger.used)
+        self.backend_events()
         self.ledger.charge(n)
+        self.calls.add(run)
         correct = tuple(bool(c) for c in run.correct)
         self.trace.append(
             {
+                **self.calls.fields(run),
                 "type": "evaluation",
                 "index": len(self.evaluated),
                 "graph_id": graph.id,
@@ -510,7 +529,9 @@ class _Study:
             self.event("method_error", "recommend", exc)
         if graph is None:
             graph = self.best_evaluated()
-        return graph, self.bench.score_heldout(graph, self.seed)
+        run = self.bench.score_heldout(graph, self.seed)
+        self.backend_events()
+        return graph, run
 
     def best_evaluated(self) -> Graph:
         if not self.evaluated:
@@ -536,6 +557,47 @@ class _Study:
                 "latency_s": run.latency_s,
             }
         )
+
+
+class CallLedger:
+    """The search's LLM calls: how many, how many came from the call cache, and their dollars.
+
+    Only backends with a call cache report these (``live``, ``replay``); on ``sim`` the ledger
+    stays empty and adds nothing to the trace. Held-out scoring is not part of the search and
+    is not counted.
+    """
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.cache_hits = 0
+        self.dollars: float | None = 0.0
+        self.reported = False
+
+    def add(self, run: GraphRun) -> None:
+        if run.cache_hits is None:
+            return
+        self.reported = True
+        self.calls += run.calls
+        self.cache_hits += run.cache_hits
+        cost = run.dollars
+        self.dollars = None if cost is None or self.dollars is None else self.dollars + cost
+
+    @staticmethod
+    def fields(run: GraphRun) -> dict[str, Any]:
+        """An evaluation record's call fields (none on backends without a cache)."""
+        if run.cache_hits is None:
+            return {}
+        return {"calls": run.calls, "cache_hits": run.cache_hits, "dollars": run.dollars}
+
+    def totals(self) -> dict[str, Any]:
+        """The final record's call fields (none on backends without a cache)."""
+        if not self.reported:
+            return {}
+        return {
+            "search_calls": self.calls,
+            "search_cache_hits": self.cache_hits,
+            "search_dollars": self.dollars,
+        }
 
 
 def _dumps(data: dict[str, Any]) -> str:

@@ -135,8 +135,10 @@ class NodeCall:
 class Answers:
     """One node's answers on a batch: symbols or texts, and what they cost where measured.
 
-    Exactly one of ``symbols`` and ``texts`` is set. Token counts and latencies are per question;
-    None means "not measured" and the executor uses the formula and the pool's speeds instead.
+    Exactly one of ``symbols`` and ``texts`` is set. Token counts, latencies and dollars are per
+    question; None means "not measured" and the executor uses the formula and the pool's speeds
+    instead (dollars: not reported). ``cached`` marks the questions answered from the call cache
+    (None: the backend has no cache).
     """
 
     symbols: npt.NDArray[np.int32] | None = None
@@ -144,6 +146,8 @@ class Answers:
     prompt_tokens: npt.NDArray[np.int64] | None = None
     output_tokens: npt.NDArray[np.int64] | None = None
     latency_s: npt.NDArray[np.float64] | None = None
+    cached: npt.NDArray[np.bool_] | None = None
+    dollars: npt.NDArray[np.float64] | None = None
 
     def __post_init__(self) -> None:
         if (self.symbols is None) == (self.texts is None):
@@ -203,3 +207,15 @@ class Backend(ABC):
     def describe(self) -> dict[str, Any]:
         """What a manifest records about this backend (name and parameters)."""
         return {"name": self.name}
+
+    def drain_events(self) -> list[dict[str, Any]]:
+        """Events since the last drain: failed call attempts, corrupt cache rows.
+
+        Each is a dict with at least ``kind``; the study writes them into its trace. A backend
+        without calls has none.
+        """
+        return []
+
+    def close(self) -> None:
+        """Release connections and files (a no-op by default)."""
+        return None

@@ -72,6 +72,18 @@ def register(commands: Any) -> None:
     cmd.add_argument(
         "--out", type=Path, default=None, help="output folder (default results/runs/...)"
     )
+    cmd.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="call cache of live and replay (default $HARNESS_CALL_CACHE or the harness cache)",
+    )
+    cmd.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the most calls, tokens and dollars the studies can need, then stop",
+    )
     cmd.add_argument("--json", action="store_true", help="print the summary as JSON")
     cmd.set_defaults(run=run_eval)
 
@@ -141,12 +153,35 @@ def run_eval(args: argparse.Namespace) -> int:
         )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out: Path = args.out or Path("results") / "runs" / f"{args.task}-{args.method}-{stamp}"
-    check_out_dir(out)
-    bench = Bench(args.task, protocol, args.backend, args.data_dir, args.pool)
-    # A method whose options are wrong fails here, once, before any folder is made.
-    from harness.methods import load_method
+    if not args.dry_run:
+        check_out_dir(out)
+    # Binding the backend checks routes, keys and the cache: a bad pool fails before any call.
+    bench = Bench(args.task, protocol, args.backend, args.data_dir, args.pool, args.cache)
+    try:
+        # A method whose options are wrong fails here, once, before any folder is made.
+        from harness.methods import load_method
 
-    load_method(args.method, options)
+        load_method(args.method, options)
+        if args.dry_run:
+            from harness.plan import format_plan, study_plan
+
+            plan = study_plan(bench, seeds)
+            print(json.dumps(plan, indent=2) if args.json else format_plan(plan))
+            return 0
+        return _run_studies(args, bench, protocol, options, agent, seeds, out)
+    finally:
+        bench.backend.close()
+
+
+def _run_studies(
+    args: argparse.Namespace,
+    bench: Bench,
+    protocol: Any,
+    options: dict[str, Any],
+    agent: Any,
+    seeds: int,
+    out: Path,
+) -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     progress = _Progress(seeds, protocol.budget.question_evals)

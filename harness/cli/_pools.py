@@ -45,20 +45,37 @@ def run_pools(args: argparse.Namespace) -> int:
                     "call_units": node_flops(Architecture.of(spec), lengths, 0) / unit,
                     "combo_cost": pool.combo_cost(spec.name, task_name),
                     "output_default": spec.name == pool.output_model,
+                    "served_by": _served_by(pool, spec.name, spec.short),
                 }
             )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    wide = {
+        key: max(len(title), *(len(str(r[key])) for r in rows))
+        for key, title in (("pool", "pool"), ("model", "model"), ("short", "short"))
+    }
+    p, m, sh = wide["pool"], wide["model"], wide["short"]
+    sv = max(len("live: provider/model id"), *(len(r["served_by"] or "-") for r in rows))
     print(
-        f"{'pool':<9} {'model':<15} {'short':<6} {'params':>8} {'L':>3} {'D':>5} "
-        f"{'call units':>10} {'combo':>5}  (task {task_name})"
+        f"{'pool':<{p}} {'model':<{m}} {'short':<{sh}} {'params':>8} {'L':>3} {'D':>5} "
+        f"{'call units':>10} {'combo':>5}  {'live: provider/model id':<{sv}} (task {task_name})"
     )
     for row in rows:
-        mark = "  output default" if row["output_default"] else ""
+        mark = "output default" if row["output_default"] else ""
         print(
-            f"{row['pool']:<9} {row['model']:<15} {row['short']:<6} {row['params'] / 1e9:>7.2f}B "
-            f"{row['layers']:>3} {row['hidden']:>5} {row['call_units']:>10.3f} "
-            f"{row['combo_cost']:>5}{mark}"
+            f"{row['pool']:<{p}} {row['model']:<{m}} {row['short']:<{sh}} "
+            f"{row['params'] / 1e9:>7.2f}B {row['layers']:>3} {row['hidden']:>5} "
+            f"{row['call_units']:>10.3f} {row['combo_cost']:>5}  {row['served_by'] or '-':<{sv}} "
+            f"{mark}".rstrip()
         )
     return 0
+
+
+def _served_by(pool: Any, name: str, short: str) -> str | None:
+    """``provider/model_id`` from the pool's serve section, as written (not validated here)."""
+    serve = pool.live.get("serve") or {}
+    entry = serve.get(name, serve.get(short)) if isinstance(serve, dict) else None
+    if not isinstance(entry, dict):
+        return None
+    return f"{entry.get('provider')}/{entry.get('model_id')}"

@@ -23,6 +23,16 @@ def register(commands: Any) -> None:
     cmd.add_argument("--model", default="smollm2", choices=sorted(LOCAL_MODELS))
     cmd.add_argument("--port", type=int, default=None, help="port (default: a free one)")
     cmd.add_argument(
+        "--alias",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=(
+            "serve the model under this name (repeatable: several names make a multi-model pool "
+            "such as tasks/pools/local.yaml: --alias smollm2-a --alias smollm2-b)"
+        ),
+    )
+    cmd.add_argument(
         "--fetch-only", action="store_true", help="fetch and verify the model, then exit"
     )
     cmd.set_defaults(run=run_serve)
@@ -34,8 +44,12 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.fetch_only:
         print(f"{args.model}: {path}")
         return 0
-    with LocalServer(args.model, port=args.port) as server:
-        print(f"serving {args.model} at {server.base_url}; use --agent {server.agent_spec}")
+    with LocalServer(args.model, port=args.port, aliases=args.alias) as server:
+        names = ", ".join(server.aliases)
+        print(
+            f"serving {args.model} as {names} at {server.base_url}; use --agent "
+            f"{server.agent_spec}, or HARNESS_LOCAL_URL={server.base_url} with --pool local"
+        )
         print("press Ctrl-C to stop", flush=True)
         while True:
             time.sleep(3600)
