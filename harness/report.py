@@ -66,8 +66,18 @@ def summarize(results: Sequence[StudyResult], header: dict[str, Any]) -> dict[st
             for key in ("calls", "failed_calls", "prompt_tokens", "completion_tokens", "latency_s")
         }
         agent_ledger["cost_usd"] = None if None in costs else float(sum(costs))
+    call_totals = [r.calls for r in results if r.calls]
+    calls_ledger = None
+    if call_totals:
+        dollars = [c["search_dollars"] for c in call_totals]
+        calls_ledger = {
+            "search_calls": sum(c["search_calls"] for c in call_totals),
+            "search_cache_hits": sum(c["search_cache_hits"] for c in call_totals),
+            "search_dollars": None if None in dollars else float(sum(dollars)),
+        }
     return {
         **header,
+        "calls_ledger": calls_ledger,
         "seeds": [r.seed for r in results],
         "heldout_accuracy": {"mean": acc[0], "low": acc[1], "high": acc[2], "confidence": 0.95},
         "flops_units": float(np.mean([r.flops_units for r in results])),

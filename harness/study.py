@@ -112,6 +112,8 @@ class StudyResult:
         events: method failures and fallbacks, as recorded.
         wall_s: the study's wall time.
         trace: the trace file (None when the study ran without an output folder).
+        calls: the search's LLM calls on backends with a call cache (``search_calls``,
+            ``search_cache_hits``, ``search_dollars``), else None.
     """
 
     method: str
@@ -130,6 +132,7 @@ class StudyResult:
     evaluations: int = 0
     manifest: dict[str, Any] = field(default_factory=dict)
     agent: dict[str, Any] | None = None
+    calls: dict[str, Any] | None = None
 
 
 class _NullTrace:
@@ -400,6 +403,7 @@ class _Study:
             evaluations=len(self.evaluated),
             manifest=manifest,
             agent=self.agent_summary(),
+            calls=self.calls.totals() or None,
         )
 
     def agent_label(self) -> dict[str, Any] | None:

@@ -111,6 +111,7 @@ def test_a_three_node_graph_runs_live_and_fills_the_cache(recorded):
     assert {n["model"] for n in evaluation["nodes"]} == {"smollm2-a", "smollm2-b"}
     assert result.evals_used == 5 and result.heldout_n == 5
     assert records[-1]["search_calls"] == 15 and records[-1]["search_dollars"] == 0
+    assert result.calls == {"search_calls": 15, "search_cache_hits": 0, "search_dollars": 0.0}
     with sqlite3.connect(cache) as db:
         assert db.execute("select count(*) from calls").fetchone()[0] == CALLS
     # The provider's concurrency limit (2) held at the server, and calls did run side by side.

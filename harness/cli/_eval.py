@@ -255,6 +255,13 @@ def _print_summary(
             f"agent: {summary['agent']['spec']} ({kind}); {totals['calls']} calls, "
             f"{totals['prompt_tokens']} tokens in, {totals['completion_tokens']} out, cost {cost}"
         )
+    calls = summary.get("calls_ledger")
+    if calls is not None:
+        cost = "unknown" if calls["search_dollars"] is None else f"${calls['search_dollars']:.4f}"
+        print(
+            f"search calls: {calls['search_calls']} ({calls['search_cache_hits']} from the call "
+            f"cache, charged as made), cost {cost}"
+        )
     first = results[0]
     distinct = summary["distinct_graphs"]
     print(
