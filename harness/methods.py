@@ -25,11 +25,17 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.util
 import random
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
 
 from harness.errors import ConfigError
@@ -203,27 +209,94 @@ def method_names() -> list[str]:
 
 
 def method_class(name: str) -> type[Method]:
-    """The class registered under ``name``.
+    """The method class that ``name`` refers to.
+
+    ``name`` is a registered name (``harness methods``), ``path/to/file.py:ClassName`` (a
+    submitter's file, loaded as a module of its own) or ``package.module:ClassName``. The name a
+    trace records is the class's :attr:`Method.name`, whichever way it was loaded.
 
     Raises:
-        ConfigError: unknown name (the message lists the registered ones), or an entry point
-            that does not load to a :class:`Method` subclass.
+        ConfigError: unknown name (the message lists the registered ones), a file or module
+            that is missing or fails to import, no such class, or a class that is not a
+            :class:`Method` subclass.
     """
     registry = _registry()
-    if name not in registry:
+    if name in registry:
+        try:
+            cls = registry[name].load()
+        except Exception as exc:
+            raise ConfigError(f"method {name!r}: its entry point failed to load ({exc})") from None
+        where = "entry point"
+    elif ":" in name:
+        cls, where = _class_from_spec(name), "class"
+    else:
         known = ", ".join(sorted(registry)) or "none (is the package installed?)"
-        raise ConfigError(f"unknown method {name!r} (registered: {known})")
-    try:
-        cls = registry[name].load()
-    except Exception as exc:
-        raise ConfigError(f"method {name!r}: its entry point failed to load ({exc})") from None
+        raise ConfigError(
+            f"unknown method {name!r} (registered: {known}; or give FILE.py:Class or "
+            "package.module:Class)"
+        )
     if not (isinstance(cls, type) and issubclass(cls, Method)):
-        raise ConfigError(f"method {name!r}: entry point is not a harness.methods.Method subclass")
+        raise ConfigError(f"method {name!r}: {where} is not a harness.methods.Method subclass")
     return cls
 
 
+def _class_from_spec(spec: str) -> Any:
+    """The attribute ``Class`` of ``FILE.py:Class`` or ``package.module:Class``."""
+    where, _, attr = spec.rpartition(":")
+    if not where or not attr.isidentifier():
+        raise ConfigError(f"method {spec!r}: expected FILE.py:Class or package.module:Class")
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        module = import_file(Path(where), spec)
+    else:
+        try:
+            module = importlib.import_module(where)
+        except Exception as exc:
+            raise ConfigError(
+                f"method {spec!r}: cannot import {where} ({_first_line(exc)})"
+            ) from None
+    if not hasattr(module, attr):
+        raise ConfigError(f"method {spec!r}: {where} has no class {attr!r}")
+    return getattr(module, attr)
+
+
+def import_file(path: Path, spec: str | None = None) -> ModuleType:
+    """Import a Python file as a module of its own (a method written in a single file).
+
+    The module is named after the file's resolved path, so that importing the same file again
+    replaces the earlier module rather than adding another.
+
+    Raises:
+        ConfigError: the file is missing or its code raises while importing (first line).
+    """
+    label = spec or str(path)
+    if not path.is_file():
+        raise ConfigError(f"method {label!r}: file {path} not found")
+    resolved = path.resolve()
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    module_name = f"_harness_method_{resolved.stem.replace('-', '_')}_{digest}"
+    loader_spec = importlib.util.spec_from_file_location(module_name, resolved)
+    if loader_spec is None or loader_spec.loader is None:
+        raise ConfigError(f"method {label!r}: {path} cannot be imported as Python")
+    module = importlib.util.module_from_spec(loader_spec)
+    # Registered before it runs, as `import` does: dataclasses and pickling look it up.
+    sys.modules[module_name] = module
+    try:
+        loader_spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise ConfigError(
+            f"method {label!r}: importing {path} failed ({_first_line(exc)})"
+        ) from None
+    return module
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 def load_method(name: str, options: Mapping[str, Any] | None = None) -> Method:
-    """A new method instance from its registered name and options.
+    """A new method instance from its name (see :func:`method_class`) and options.
 
     Raises:
         ConfigError: unknown method, or options its constructor rejects.

@@ -25,6 +25,7 @@ __all__ = [
     "cache_dir",
     "pools_dir",
     "repo_root",
+    "site_dir",
     "tasks_dir",
 ]
 
@@ -40,6 +41,12 @@ def tasks_dir() -> Path:
     """The folder of task YAML files (``tasks/`` in a checkout, packaged data in a wheel)."""
     packaged = _PACKAGE / "_data" / "tasks"
     return packaged if packaged.is_dir() else repo_root() / "tasks"
+
+
+def site_dir() -> Path:
+    """The leaderboard site's templates and static files (``leaderboard/site/`` in a checkout)."""
+    packaged = _PACKAGE / "_data" / "site"
+    return packaged if packaged.is_dir() else repo_root() / "leaderboard" / "site"
 
 
 def pools_dir() -> Path:

@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,25 @@ from harness._yaml import read_yaml
 from harness.errors import BudgetError, ConfigError
 from harness.paths import repo_root
 
-__all__ = ["Budget", "Ledger", "Protocol", "load_protocol", "protocol_names", "protocols_dir"]
+__all__ = [
+    "OFFICIAL",
+    "Budget",
+    "Ledger",
+    "Protocol",
+    "load_protocol",
+    "official_protocol_path",
+    "protocol_names",
+    "protocols_dir",
+]
+
+OFFICIAL = "official"
+"""The name under which :func:`load_protocol` finds the leaderboard's protocol."""
+
+
+def official_protocol_path() -> Path:
+    """The leaderboard's official protocol (``leaderboard/protocol.yaml``, packaged in a wheel)."""
+    packaged = Path(__file__).resolve().parent / "_data" / "protocol.yaml"
+    return packaged if packaged.is_file() else repo_root() / "leaderboard" / "protocol.yaml"
 
 
 def protocols_dir() -> Path:
@@ -111,6 +131,9 @@ class Protocol:
         seeds: default number of seeds.
         pool: the model pool.
         source: the YAML file it came from.
+        tasks: the tasks a leaderboard submission runs (``harness submit``); empty when the
+            protocol names none. Not part of a study's record (:meth:`to_json`).
+        backend: the backend a submission runs on (default ``sim``); not part of the record.
     """
 
     name: str
@@ -121,6 +144,8 @@ class Protocol:
     seeds: int
     pool: str
     source: Path | None = None
+    tasks: tuple[str, ...] = ()
+    backend: str = "sim"
 
     def with_budget(self, question_evals: int) -> Protocol:
         """The same protocol with another search budget (``harness eval --budget``)."""
@@ -131,10 +156,7 @@ class Protocol:
             )
         b = self.budget
         budget = Budget(question_evals, b.batch_size, b.level, b.max_nodes)
-        return Protocol(
-            self.name, self.description, budget, self.checkpoint_every, self.heldout_size,
-            self.seeds, self.pool, self.source,
-        )  # fmt: skip
+        return dataclasses.replace(self, budget=budget)
 
     def checkpoints(self) -> list[int]:
         """Question-evaluation counts at which the recommendation is scored on held-out data."""
@@ -157,6 +179,60 @@ class Protocol:
             "pool": self.pool,
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: str = "protocol JSON") -> Protocol:
+        """The protocol a manifest recorded (:meth:`to_json`'s inverse; no description).
+
+        Raises:
+            ConfigError: a missing, unknown or mistyped field (named, with ``where``).
+
+        Example:
+            >>> paper = load_protocol("paper")
+            >>> Protocol.from_json(paper.to_json()).to_json() == paper.to_json()
+            True
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
+        expected = set(_JSON_FIELDS)
+        unknown = sorted(set(data) - expected)
+        missing = sorted(expected - set(data))
+        if unknown or missing:
+            which = f"unknown field {unknown[0]!r}" if unknown else f"missing field {missing[0]!r}"
+            raise ConfigError(f"{where}: {which} (expected {', '.join(_JSON_FIELDS)})")
+
+        def positive(key: str, optional: bool = False) -> Any:
+            value = data[key]
+            if optional and value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"{where}: field '{key}' must be a positive integer, got {value!r}"
+                )
+            return value
+
+        for key in ("name", "pool"):
+            if not isinstance(data[key], str) or not data[key]:
+                raise ConfigError(f"{where}: field '{key}' must be a non-empty string")
+        budget = Budget(
+            positive("question_evals"), positive("batch_size"), positive("budget_level"),
+            positive("max_nodes"),
+        )  # fmt: skip
+        return cls(
+            name=data["name"],
+            description="",
+            budget=budget,
+            checkpoint_every=positive("checkpoint_every"),
+            heldout_size=positive("heldout_size", optional=True),
+            seeds=positive("seeds"),
+            pool=data["pool"],
+        )
+
+
+_JSON_FIELDS = (
+    "name", "question_evals", "batch_size", "budget_level", "max_nodes", "checkpoint_every",
+    "heldout_size", "seeds", "pool",
+)  # fmt: skip
+
 
 def protocol_names() -> list[str]:
     """The shipped protocols."""
@@ -164,7 +240,10 @@ def protocol_names() -> list[str]:
 
 
 def load_protocol(name_or_path: str | Path = "paper") -> Protocol:
-    """Load a protocol by name (``paper``, ``large``) or from a YAML file.
+    """Load a protocol by name (``paper``, ``large``, ``official``) or from a YAML file.
+
+    Besides the budget fields, a protocol may name the ``tasks`` and the ``backend`` of a
+    leaderboard submission (``leaderboard/protocol.yaml`` does).
 
     Raises:
         ConfigError: unknown protocol or malformed file (naming the file and field).
@@ -172,10 +251,12 @@ def load_protocol(name_or_path: str | Path = "paper") -> Protocol:
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml"):
         path = candidate
+    elif str(name_or_path) == OFFICIAL:
+        path = official_protocol_path()
     else:
         path = protocols_dir() / f"{name_or_path}.yaml"
         if not path.is_file():
-            known = ", ".join(protocol_names())
+            known = ", ".join([*protocol_names(), OFFICIAL])
             raise ConfigError(f"unknown protocol {str(name_or_path)!r} (expected one of {known})")
     data = read_yaml(path)
 
@@ -199,9 +280,19 @@ def load_protocol(name_or_path: str | Path = "paper") -> Protocol:
         level=positive("budget_level"),
         max_nodes=positive("max_nodes"),
     )
+    tasks = data.get("tasks", [])
+    if (
+        not isinstance(tasks, list)
+        or not all(isinstance(t, str) and t for t in tasks)
+        or len(set(tasks)) != len(tasks)
+    ):
+        raise ConfigError(f"{path}: field 'tasks' must be a list of distinct task names")
+    backend = data.get("backend", "sim")
+    if not isinstance(backend, str) or not backend:
+        raise ConfigError(f"{path}: field 'backend' must be a non-empty string")
     fields = {
         "name", "description", "question_evals", "batch_size", "budget_level", "max_nodes",
-        "checkpoint_every", "heldout_size", "seeds", "pool",
+        "checkpoint_every", "heldout_size", "seeds", "pool", "tasks", "backend",
     }  # fmt: skip
     unknown = sorted(set(data) - fields)
     if unknown:
@@ -216,4 +307,6 @@ def load_protocol(name_or_path: str | Path = "paper") -> Protocol:
         seeds=positive("seeds"),
         pool=str(pool),
         source=path,
+        tasks=tuple(tasks),
+        backend=backend,
     )

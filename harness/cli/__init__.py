@@ -16,14 +16,38 @@ import sys
 from collections.abc import Sequence
 
 from harness import __version__
-from harness.cli import _cache, _eval, _graph, _methods, _pilot, _pools, _serve, _tasks
+from harness.cli import (
+    _cache,
+    _eval,
+    _graph,
+    _leaderboard,
+    _methods,
+    _pilot,
+    _pools,
+    _serve,
+    _submit,
+    _sweep,
+    _tasks,
+)
 from harness.errors import UserError
 
 __all__ = ["main"]
 
 EXIT_USAGE = 2
 
-_COMMANDS = (_eval, _pilot, _methods, _tasks, _graph, _pools, _serve, _cache)
+_COMMANDS = (
+    _eval,
+    _pilot,
+    _methods,
+    _tasks,
+    _graph,
+    _pools,
+    _serve,
+    _cache,
+    _sweep,
+    _submit,
+    _leaderboard,
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -152,7 +152,8 @@ def run_eval(args: argparse.Namespace) -> int:
             f"--seed-start must be between 0 and {2**31 - seeds}, got {args.seed_start}"
         )
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out: Path = args.out or Path("results") / "runs" / f"{args.task}-{args.method}-{stamp}"
+    # A method given as FILE.py:Class is named by its class's `name` (as its traces are).
+    out: Path = args.out or Path("results") / "runs" / f"{args.task}-{cls.name}-{stamp}"
     if not args.dry_run:
         check_out_dir(out)
     # Binding the backend checks routes, keys and the cache: a bad pool fails before any call.
@@ -199,7 +200,7 @@ def _run_studies(
         results.append(result)
     progress.done()
     header = {
-        "method": args.method,
+        "method": results[0].method,
         "method_options": results[0].manifest["method"]["options"],
         "task": bench.task.name,
         "backend": bench.backend.name,
