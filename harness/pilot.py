@@ -185,6 +185,7 @@ def run_pilot(
     sweep: Sequence[int] = tuple(range(1, 9)),
     grid: Sequence[int] = tuple(range(1, 7)),
     min_evals: int = 6000,
+    grid_evals: int | None = None,
 ) -> dict[str, Any]:
     """Run the pilot experiments and return their tables (accuracies in percent).
 
@@ -203,6 +204,7 @@ def run_pilot(
         sweep: widths and depths of the sweeps.
         grid: widths and depths of the grid.
         min_evals: question evaluations behind each accuracy (epochs are added to reach it).
+        grid_evals: the same for the grid's cells (default ``min_evals``).
 
     Raises:
         ConfigError: a malformed combination or an unknown model.
@@ -211,6 +213,7 @@ def run_pilot(
         raise ValueError("run_pilot needs at least one item")
     meter = _Meter(task, pool, backend, items, seed)
     epochs = max(1, math.ceil(min_evals / len(items)))
+    grid_epochs = max(1, math.ceil((grid_evals or min_evals) / len(items)))
     space = Space(pool, task.lengths, level=level, max_nodes=64, task=task.name)
     parsed = [space.parse_combo(text) for text in (combos or PAPER_COMBOS)]
     sweep_specs = [pool.model(m) for m in sweep_models]
@@ -259,7 +262,7 @@ def run_pilot(
         ]
         depth[spec.short] = [_pct(meter.accuracy(chain_graph(spec.name, d), epochs)) for d in sweep]
         grid_table[spec.short] = [
-            [_pct(meter.accuracy(layered_graph(spec.name, w, d), epochs)) for d in grid]
+            [_pct(meter.accuracy(layered_graph(spec.name, w, d), grid_epochs)) for d in grid]
             for w in grid
         ]
 
@@ -276,6 +279,7 @@ def run_pilot(
             "output_model": pool.model(pool.output_model).short,
             "level": level,
             "epochs": epochs,
+            "grid_epochs": grid_epochs,
             "combo_epochs": combo_epochs,
             "sweep": list(sweep),
             "grid": list(grid),

@@ -70,14 +70,6 @@ def accuracy(graph, task, items, backend, pool, evals=6000, seed=0):
 # ----- calibration ----------------------------------------------------------------------------
 
 
-# The calibration of tasks/sim/llama3.yaml does not yet meet these bars; they are kept as
-# strict expected failures (an unexpected pass fails the suite, so fixing the fit must remove
-# the mark) and are reported in the closing note of the session that left them.
-CALIBRATION_GAP = pytest.mark.xfail(
-    strict=True, reason="sim calibration: insight not yet strong enough (see docs/sim.md)"
-)
-
-
 @pytest.mark.parametrize("name", TASKS)
 def test_single_model_accuracy_within_two_points(name, bound, pool):
     task, items, backend = bound[name]
@@ -102,10 +94,7 @@ def test_equal_budget_combinations_within_five_points_same_order(name, math_pilo
 # ----- the three insights -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [pytest.param("width", marks=CALIBRATION_GAP), pytest.param("depth", marks=CALIBRATION_GAP)],
-)
+@pytest.mark.parametrize("kind", ["width", "depth"])
 def test_sweeps_have_interior_optima_for_two_sizes(kind, math_pilot):
     curves = math_pilot[kind]
     assert set(curves) == {"1B", "3B"}
@@ -116,7 +105,6 @@ def test_sweeps_have_interior_optima_for_two_sizes(kind, math_pilot):
         assert curve[best] - max(curve[0], curve[-1]) >= 2, (kind, model, curve)
 
 
-@CALIBRATION_GAP
 def test_grid_optimum_moves_with_the_other_dimension(math_pilot):
     ins = math_pilot["insights"]
     for model in ("1B", "3B"):
@@ -151,7 +139,7 @@ def test_voting_helps_math_not_mmlu(bound, pool):
     assert gains["math"] > gains["mmlu"] + 5, gains
 
 
-@pytest.mark.parametrize("name", ["math", pytest.param("mmlu", marks=CALIBRATION_GAP)])
+@pytest.mark.parametrize("name", ["math", "mmlu"])
 def test_copies_share_their_mistakes_more_than_different_models(name, bound, pool):
     # Why diverse models feeding one node beat copies of one model (PAPER.md section 5).
     _, items, backend = bound[name]

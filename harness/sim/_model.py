@@ -248,7 +248,11 @@ def answer_node(
     # Judged: keep a right input; seeing none, solve afresh (resolve) or fall back.
     rejected = np.where(u[_RESOLVE] < role.resolve, fresh, fallback)
     answer = np.where(judged, np.where(any_right, 0, rejected), fallback)
-    spoil = (answer == 0) & (
-        u[_OVERWRITE] < structure.overwrite * (node.level - 1) ** structure.overwrite_growth
+    # Deep nodes spoil right answers more, and more so when they read many inputs.
+    spoil_chance = (
+        structure.overwrite
+        * (node.level - 1) ** structure.overwrite_growth
+        * len(inputs) ** structure.overwrite_width
     )
+    spoil = (answer == 0) & (u[_OVERWRITE] < spoil_chance)
     return np.where(spoil, wrong, answer).astype(np.int32)

@@ -88,8 +88,9 @@ class StructureParams:
         distraction: logits of judging lost per wrong input.
         context_penalty: logits of ability lost per capacity-multiple of prompt past capacity.
         overwrite: the chance that a node at level 2 spoils a right answer.
-        overwrite_growth: how that chance grows with the level ``l``:
-            ``overwrite * (l - 1) ** overwrite_growth``.
+        overwrite_growth: how that chance grows with the level ``l`` and
+        overwrite_width: ... with the in-degree ``d``:
+            ``overwrite * (l - 1) ** overwrite_growth * d ** overwrite_width``.
     """
 
     roles: Mapping[str, RoleParams]
@@ -99,6 +100,7 @@ class StructureParams:
     context_penalty: float
     overwrite: float
     overwrite_growth: float
+    overwrite_width: float
 
 
 @dataclass(frozen=True)
@@ -285,6 +287,7 @@ class _Reader:
             "context_penalty",
             "overwrite",
             "overwrite_growth",
+            "overwrite_width",
         }
         self.unknown(data, known, where)
         roles_raw = self.mapping(self.get(data, "roles", where), f"{where}roles")
@@ -307,6 +310,7 @@ class _Reader:
             context_penalty=self.number(data, "context_penalty", where, 0.0, 100.0),
             overwrite=self.number(data, "overwrite", where, 0.0, 1.0),
             overwrite_growth=self.number(data, "overwrite_growth", where, 0.0, 4.0),
+            overwrite_width=self.number(data, "overwrite_width", where, 0.0, 4.0),
         )
 
     def task(
