@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -38,7 +37,7 @@ from typing import Any
 from harness.errors import ConfigError, DataError
 from harness.manifest import git_revision
 from harness.methods import ENTRY_POINT_GROUP, Method, import_file, method_class
-from harness.paths import atomic_write_text
+from harness.paths import atomic_write_text, sha256_file
 from harness.trace import read_trace
 
 __all__ = [
@@ -109,15 +108,6 @@ class Verdict:
     reasons: list[str]
     bundle: Bundle | None
     notes: list[str] = field(default_factory=list)
-
-
-def sha256_file(path: Path) -> str:
-    """The SHA-256 of a file's bytes, in hex."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def safe_relative(text: str) -> bool:

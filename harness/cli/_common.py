@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from harness.pool import DEFAULT_POOL
 from harness.tasks import load_task
@@ -13,6 +14,17 @@ def add_pool_argument(parser: argparse.ArgumentParser, default: str | None = DEF
     shown = default if default is not None else "the protocol's"
     parser.add_argument(
         "--pool", default=default, help=f"model pool name or YAML file (default {shown})"
+    )
+
+
+def add_cache_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--cache`` option: the call cache file of the ``live`` and ``replay`` backends."""
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="call cache of live and replay (default $HARNESS_CALL_CACHE or the harness cache)",
     )
 
 

@@ -14,7 +14,7 @@ import yaml
 
 from harness.agents import DEFAULT_AGENT, load_agent, parse_agent_spec
 from harness.backends import BACKENDS
-from harness.cli._common import add_pool_argument
+from harness.cli._common import add_cache_argument, add_pool_argument
 from harness.cli._tasks import add_data_arguments
 from harness.errors import ConfigError, UserError
 from harness.methods import method_class
@@ -72,13 +72,7 @@ def register(commands: Any) -> None:
     cmd.add_argument(
         "--out", type=Path, default=None, help="output folder (default results/runs/...)"
     )
-    cmd.add_argument(
-        "--cache",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="call cache of live and replay (default $HARNESS_CALL_CACHE or the harness cache)",
-    )
+    add_cache_argument(cmd)
     cmd.add_argument(
         "--dry-run",
         action="store_true",

