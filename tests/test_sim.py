@@ -318,3 +318,15 @@ def test_shipped_targets_are_the_papers_and_the_model_cards():
         for spec in pool.models:
             paper = PAPER[name]["single"][spec.short]
             assert params.tasks[name].targets[spec.name] == pytest.approx(paper / 100)
+
+
+def test_the_backend_key_names_the_parameters_not_their_file(tmp_path, pool):
+    # Manifests record the key; a re-run elsewhere (another checkout) must see the same one.
+    task = load_task("humaneval")
+    copy = tmp_path / "llama3.yaml"
+    copy.write_text((REPO / "tasks" / "sim" / "llama3.yaml").read_text())
+    here, there = SimBackend(), SimBackend(params_path=copy)
+    here.bind(task, pool)
+    there.bind(task, pool)
+    assert here.describe()["cache_key"] == there.describe()["cache_key"]
+    assert here.describe()["abilities"] == there.describe()["abilities"]

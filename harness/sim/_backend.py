@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -141,7 +142,9 @@ class SimBackend(Backend):
         super().bind(task, pool)
         self.params = params
         self.abilities = {m: float(a) for m, a in zip(pool.names, abilities, strict=True)}
-        digest = hashlib.sha256(repr(params).encode()).hexdigest()[:16]
+        # The parameters' values, not where the file lies: the same parameters give the same key
+        # in every checkout, so a manifest's key tells whether a re-run is comparable.
+        digest = hashlib.sha256(repr(replace(params, source=Path())).encode()).hexdigest()[:16]
         self._cache_key = f"sim:{digest}:{task.name}:{','.join(pool.names)}"
         batch = Batch(tuple(items), "heldout")
         memo = f"{self._cache_key}:{hashlib.sha256(batch.keys.tobytes()).hexdigest()[:16]}"
