@@ -21,6 +21,7 @@ import re
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from harness.paths import site_dir
 
@@ -84,6 +85,23 @@ def agent_label(agent: Any) -> str:
     return f"{agent['spec']} ({'LLM' if agent.get('is_llm') else 'offline'})"
 
 
+def fmt_literals(text: str) -> markupsafe.Markup:
+    """Docstring text with reST literals (````name````) as ``<code>``; everything else escaped.
+
+    Example:
+        >>> str(fmt_literals("``width`` <b>assistants</b>"))
+        '<code>width</code> &lt;b&gt;assistants&lt;/b&gt;'
+    """
+    parts = str(text).split("``")
+    if len(parts) % 2 == 0:  # an unpaired ``: show the text as it is, escaped
+        return markupsafe.escape(text)
+    out = [
+        markupsafe.Markup("<code>{}</code>").format(part) if i % 2 else markupsafe.escape(part)
+        for i, part in enumerate(parts)
+    ]
+    return markupsafe.Markup("").join(out)
+
+
 def environment() -> jinja2.Environment:
     """The site's Jinja2 environment: templates from ``site_dir()``, autoescape on for all."""
     env = jinja2.Environment(
@@ -95,7 +113,12 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        num=fmt_num, pct=fmt_pct, money=fmt_money, sortkey=sort_key, tojson_text=fmt_json
+        num=fmt_num,
+        pct=fmt_pct,
+        money=fmt_money,
+        sortkey=sort_key,
+        tojson_text=fmt_json,
+        literals=fmt_literals,
     )
     # Jinja's own |tojson marks its output safe for HTML; the site never embeds JSON in a page.
     env.filters.pop("tojson", None)
