@@ -6,6 +6,7 @@ same on every push), so a stale or tampered official bundle fails the suite.
 
 from __future__ import annotations
 
+import json
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -39,6 +40,9 @@ def test_every_built_in_method_has_an_official_bundle(bundles):
         assert {k: v for k, v in bundle.meta["protocol"].items() if k != "seeds"} == {
             k: v for k, v in official.items() if k != "seeds"
         }
+        for study in bundle.studies:
+            manifest = json.loads((study.dir / "manifest.json").read_text())
+            assert manifest["backend"]["params"] == "tasks/sim/llama3.yaml", study.dir
         runs = {(s.task, s.seed) for s in bundle.studies}
         assert runs == {(task, seed) for task in TASKS for seed in range(10)}, name
 

@@ -330,3 +330,5 @@ def test_the_backend_key_names_the_parameters_not_their_file(tmp_path, pool):
     there.bind(task, pool)
     assert here.describe()["cache_key"] == there.describe()["cache_key"]
     assert here.describe()["abilities"] == there.describe()["abilities"]
+    # A manifest names the shipped file without the folder of the machine that ran it.
+    assert here.describe()["params"] == "tasks/sim/llama3.yaml"

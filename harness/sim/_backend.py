@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from harness.backends import Answers, Backend, Batch, EvalContext, NodeCall
 from harness.errors import ConfigError
+from harness.paths import tasks_dir
 from harness.pool import Pool
 from harness.sim._model import (
     DRAWS,
@@ -132,16 +133,8 @@ class SimBackend(Backend):
             )
         if items is None:
             items = task.load(self.data_dir).heldout
-        keys = Batch(tuple(items)).keys
-        world = prepare_world(params, task.name, pool.names, _levels(items), keys, _doublings(pool))
-        abilities = calibrate_abilities(
-            world,
-            [spec.targets[m] for m in pool.names],
-            [params.models[m].no_answer for m in pool.names],
-        )
         super().bind(task, pool)
         self.params = params
-        self.abilities = {m: float(a) for m, a in zip(pool.names, abilities, strict=True)}
         # The parameters' values, not where the file lies: the same parameters give the same key
         # in every checkout, so a manifest's key tells whether a re-run is comparable.
         digest = hashlib.sha256(repr(replace(params, source=Path())).encode()).hexdigest()[:16]
@@ -149,6 +142,13 @@ class SimBackend(Backend):
         batch = Batch(tuple(items), "heldout")
         memo = f"{self._cache_key}:{hashlib.sha256(batch.keys.tobytes()).hexdigest()[:16]}"
         if memo not in _SINGLE_GRAPH_ABILITIES:
+            world = self._world(batch)  # kept in the batch: the fit's graph runs reuse it
+            lone_call = calibrate_abilities(
+                world,
+                [spec.targets[m] for m in pool.names],
+                [params.models[m].no_answer for m in pool.names],
+            )
+            self.abilities = {m: float(a) for m, a in zip(pool.names, lone_call, strict=True)}
             targets = {m: spec.targets[m] for m in pool.names}  # fractions, like accuracies
             _SINGLE_GRAPH_ABILITIES[memo] = self._fit_single_graphs(batch, targets)
         self.abilities = dict(_SINGLE_GRAPH_ABILITIES[memo])
@@ -263,7 +263,18 @@ class SimBackend(Backend):
         """The backend's name, parameter file and calibrated abilities."""
         return {
             "name": self.name,
-            "params": str(self.params.source) if self.params else None,
+            "params": _shown(self.params.source) if self.params else None,
             "cache_key": self._cache_key,
             "abilities": dict(self.abilities),
         }
+
+
+def _shown(source: Path) -> str:
+    """The parameter file as a manifest names it; a shipped one as ``tasks/sim/<pool>.yaml``.
+
+    Manifests then name no folder of the machine that wrote them; other files stay as given.
+    """
+    try:
+        return (Path("tasks") / source.resolve().relative_to(tasks_dir().resolve())).as_posix()
+    except ValueError:
+        return str(source)
