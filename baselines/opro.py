@@ -164,12 +164,15 @@ class Opro(Method):
         pool = self.space.pool
         out = pool.model(pool.output_model).name
         graph = parse_graph(extract_json(text), pool, out, max_nodes=self.space.max_nodes)
-        cost = self.space.combo_cost(graph)
-        if cost > self.space.level:
+        # The output node is fixed and pays in the integer budget too (Space.combo_cost); the
+        # agent is told the agent nodes' share of it, as its prompt states the budget.
+        budget = self.space.agent_budget(graph.output_model)
+        cost = self.space.combo_cost(graph) - pool.combo_cost(graph.output_model, self.space.task)
+        if cost > budget:
             costs: Mapping[str, int] = {m.short: pool.combo_cost(m.name, self.space.task)
                                         for m in pool.models}  # fmt: skip
             raise ReplyError(
-                f"the models cost {cost}, over the budget of {self.space.level} "
+                f"the models cost {cost}, over the budget of {budget} "
                 f"(costs: {', '.join(f'{k} = {v}' for k, v in costs.items())})"
             )
         return graph

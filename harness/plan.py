@@ -1,8 +1,9 @@
 """What a study can cost at most, before any call: ``harness eval --dry-run``.
 
 The bound follows the protocol, not a method: every question evaluation runs the largest graph
-the space allows (``n`` agent nodes, ``n = min(max_nodes, level // cheapest combination
-cost)``, every node reading every earlier one), and every checkpoint plus the final score runs
+the space allows (``n`` agent nodes, ``n = min(max_nodes, (combo_budget - c) // c)`` where
+``c`` is the cheapest combination cost, since the output node pays in the integer budget too;
+every node reading every earlier one), and every checkpoint plus the final score runs
 such a graph on the whole held-out subset. A call's prompt is at most the task's question
 prompt ``A`` plus one input per predecessor, each at most the model's ``max_tokens`` (the task's
 ``B`` on ``sim``); its output at most ``max_tokens``. Dollars use the dearest model's prices.
@@ -39,7 +40,8 @@ def study_plan(bench: Any, seeds: int) -> dict[str, Any]:
         default=output_b,
     )
     cheapest = min(pool.combo_cost(m.name, space.task) for m in pool.models)
-    nodes = max(1, min(space.max_nodes, space.level // cheapest))
+    # The output node pays in the integer budget too; the cheapest one leaves the most for agents.
+    nodes = max(1, min(space.max_nodes, (space.combo_budget - cheapest) // cheapest))
     # n agent nodes where node i reads the i before it, then an output node reading all n.
     calls_per_question = nodes + 1
     inputs = nodes * (nodes - 1) // 2 + nodes

@@ -2,7 +2,13 @@
 
 A :class:`Space` samples random feasible graphs (seeded), enumerates the budget-filling model
 combinations (PAPER.md section 3), validates and repairs graphs, and encodes them to and from a
-flat parametrisation that Optuna-style methods can search:
+flat parametrisation that Optuna-style methods can search.
+
+Budget level k sets two budgets, both from the same reference graph (k 1B agent nodes and a 3B
+output node): the FLOPs cap is its cost in units, the integer combination budget its integer
+cost, ``k + 3`` on MATH. Every node a graph runs pays in both, the output node included.
+
+The flat parametrisation:
 
 - ``slot{i}.model``: ``off`` or a model name, for agent slots ``i = 0 .. max_nodes-1``;
 - ``slot{i}.role``: ``assistant`` or ``fuser``;
@@ -17,8 +23,8 @@ Example:
     >>> [c.label for c in space.combos()][:3]
     ['1x8B', '3x3B', '2x3B+3x1B']
     >>> g = space.sample(random.Random(0))
-    >>> space.fits(g)
-    True
+    >>> space.fits(g), space.combo_budget
+    (True, 12)
     >>> space.decode(space.encode(g)).id == g.id
     True
 """
@@ -46,7 +52,8 @@ class Combo:
     Attributes:
         counts: ``(model name, count)`` pairs, largest model first, counts > 0.
         label: the paper's notation, for example ``2x3B+3x1B``.
-        cost: the integer combination cost.
+        cost: the integer combination cost of these agent nodes (a graph built from it also
+            pays for its output node: :meth:`Space.combo_cost`).
     """
 
     counts: tuple[tuple[str, int], ...]
@@ -78,8 +85,10 @@ class Space:
     Args:
         pool: the models a graph may use.
         lengths: the task's token lengths (A, B).
-        level: the budget level k (PAPER.md section 3); the cap is the cost of its reference
-            graph and combinations fill an integer budget of k.
+        level: the budget level k (PAPER.md section 3). Its reference graph (k 1B agent nodes
+            and the pool's output model) sets the FLOPs cap (its cost) and the integer
+            combination budget (its integer cost, :attr:`combo_budget`); with the reference
+            output node, agent combinations fill k.
         max_nodes: most agent nodes a graph may have (default: ``level``, the size of the
             reference graph).
         task: the task name, which selects the pool's integer combination costs.
@@ -120,20 +129,98 @@ class Space:
         """Whether ``graph`` is within the FLOPs cap, the combination budget and the node limit."""
         return (
             len(graph.nodes) <= self.max_nodes
-            and self.combo_cost(graph) <= self.level
+            and self.combo_cost(graph) <= self.combo_budget
             and self.cost(graph).fits(self.cap)
         )
 
-    def combo_cost(self, graph: Graph) -> int:
-        """The integer combination cost of ``graph``'s agent nodes (PAPER.md section 3).
+    def why_not(self, graph: Graph) -> list[str]:
+        """Why ``graph`` does not fit (:meth:`fits`): one phrase per broken limit, empty if it fits.
 
-        The paper draws every graph's models from a budget-filling combination, so a graph's
-        agent nodes must fit the integer budget ``level`` as well as the FLOPs cap. The two
-        disagree for the largest models: one 70B call (69.2 units on MATH) plus a 3B output
-        node fits the level-12 cap of 79.15 units, but its integer cost of 81 does not fit 12;
-        the paper never builds such a graph, so neither does the space.
+        Example:
+            >>> from harness.pool import load_pool
+            >>> space = Space(load_pool("llama3"), (202, 275), level=12)
+            >>> g = Graph.create([(0, "70B", "assistant")], [(0, "output")], "3B")
+            >>> [reason.split(", over")[0] for reason in space.why_not(g)]
+            ['its models (1x70B + 3B output) have combination cost 84']
         """
-        return sum(self.pool.combo_cost(n.model, self.task) for n in graph.nodes)
+        graph = self.pool.resolve(graph)
+        reasons: list[str] = []
+        if len(graph.nodes) > self.max_nodes:
+            reasons.append(
+                f"{len(graph.nodes)} agent nodes, more than the space's max_nodes={self.max_nodes}"
+            )
+        cost = self.cost(graph)
+        if not cost.fits(self.cap):
+            reasons.append(
+                f"costs {cost.units:.2f} units, over the cap of {self.cap:.2f} for budget level "
+                f"{self.level}"
+            )
+        combo = self.combo_cost(graph)
+        if combo > self.combo_budget:
+            reasons.append(
+                f"its models ({self._models_label(graph)}) have combination cost {combo}, over "
+                f"the integer budget {self.combo_budget} of budget level {self.level} "
+                f"({self._reference_label()})"
+            )
+        return reasons
+
+    @property
+    def combo_budget(self) -> int:
+        """The integer combination budget of the level: what the cap's reference graph costs.
+
+        The FLOPs cap of level k is the cost of a reference graph of k 1B agent nodes and one
+        output node of the reference output model (3B; the pool's ``output_model``), so the
+        integer budget is that graph's integer cost: ``k + combo_cost(output_model)``. Every
+        node a graph runs pays in it, the output node included (see :meth:`combo_cost`).
+
+        Example:
+            >>> from harness.pool import load_pool
+            >>> Space(load_pool("llama3"), (202, 275), level=12).combo_budget  # 12x1B + 3B
+            15
+        """
+        return self.level + self.pool.combo_cost(self.pool.output_model, self.task)
+
+    def agent_budget(self, output_model: str | None = None) -> int:
+        """What the agent nodes may spend of :attr:`combo_budget` beside this output model.
+
+        With the pool's reference output model (the default) this is the level k, so the
+        agent combinations are exactly the paper's; a 1B output frees 2 units, an 8B one
+        takes 6 more than the 3B (LLaMA pool, MATH). Negative when the output model alone is
+        over the budget.
+
+        Raises:
+            ConfigError: ``output_model`` is not in the pool.
+
+        Example:
+            >>> from harness.pool import load_pool
+            >>> space = Space(load_pool("llama3"), (202, 275), level=12)
+            >>> space.agent_budget(), space.agent_budget("1B"), space.agent_budget("8B")
+            (12, 14, 6)
+        """
+        output = self.pool.model(output_model or self.pool.output_model).name
+        return self.combo_budget - self.pool.combo_cost(output, self.task)
+
+    def combo_cost(self, graph: Graph) -> int:
+        """The integer combination cost of every node ``graph`` runs, the output node included.
+
+        The paper draws every graph's agent models from a budget-filling combination, so a
+        graph must fit the integer budget as well as the FLOPs cap. The two disagree for the
+        largest models: one 70B call (69.2 units on MATH) plus a 3B output node fits the
+        level-12 cap of 79.15 units, but its integer cost of 81 + 3 does not fit 15; the paper
+        never builds such a graph, so neither does the space.
+
+        The paper's code fixes the output node's model, so its combinations count agent nodes
+        only. Counting agents only here would make the output node free: an 8B output (cost 9)
+        beside twelve 1B agents would fit level 12 although it costs 6 more than the 3B of the
+        reference graph. Charging the output node against :attr:`combo_budget` (which includes
+        the reference output) keeps every paper combination legal with the reference output
+        and makes a bigger output node cost what it costs.
+
+        Raises:
+            ConfigError: a node's model is not in the pool.
+        """
+        agents = sum(self.pool.combo_cost(n.model, self.task) for n in graph.nodes)
+        return agents + self.pool.combo_cost(graph.output_model, self.task)
 
     def validate(self, graph: Graph) -> Graph:
         """Resolve ``graph``'s models against the pool and check it fits.
@@ -143,7 +230,8 @@ class Space:
 
         Raises:
             GraphError: a model outside the pool, or more agent nodes than ``max_nodes``.
-            BudgetError: the graph is over the cap (see :meth:`repair`).
+            BudgetError: the graph is over the FLOPs cap or the integer combination budget
+                (see :meth:`repair`).
         """
         resolved = self.pool.resolve(graph)
         if len(resolved.nodes) > self.max_nodes:
@@ -151,46 +239,71 @@ class Space:
                 f"graph {resolved.id}: {len(resolved.nodes)} agent nodes, more than the "
                 f"space's max_nodes={self.max_nodes}"
             )
-        units = self.cost(resolved).units
-        if not self.cost(resolved).fits(self.cap):
-            raise BudgetError(
-                f"graph {resolved.id}: costs {units:.2f} units, over the cap of {self.cap:.2f} "
-                f"for budget level {self.level}"
-            )
-        combo = self.combo_cost(resolved)
-        if combo > self.level:
-            raise BudgetError(
-                f"graph {resolved.id}: its models ({self.combo_of(resolved).label}) have "
-                f"combination cost {combo}, over the budget level {self.level}"
-            )
+        reasons = self.why_not(resolved)
+        if reasons:
+            raise BudgetError(f"graph {resolved.id}: {reasons[0]}")
         return resolved
 
     def repair(self, graph: Graph, rng: random.Random | None = None) -> Graph:
         """Bring ``graph`` within the budget by the paper's rule (see :func:`harness.cost.repair`).
 
         The rule (delete a node of the smallest model) runs until the graph fits the FLOPs cap,
-        the combination budget and the node limit (:meth:`fits`).
+        the combination budget and the node limit (:meth:`fits`). The output node is never
+        deleted, so a graph whose output model leaves no room for even one agent node of the
+        cheapest model cannot be repaired; that is said up front rather than after deleting
+        every node.
+
+        Raises:
+            GraphError: a model outside the pool.
+            BudgetError: the graph cannot be brought within the budget.
         """
-        return repair(
-            self.pool.resolve(graph), self.pool, self.lengths, self.cap, rng, fits=self.fits
-        )
+        resolved = self.pool.resolve(graph)
+        cheapest = min(self.pool.combo_cost(m.name, self.task) for m in self.pool.models)
+        if self.agent_budget(resolved.output_model) < cheapest:
+            output = self.pool.model(resolved.output_model)
+            raise BudgetError(
+                f"graph {resolved.id} cannot be repaired to budget level {self.level}: its "
+                f"{output.short} output node costs "
+                f"{self.pool.combo_cost(output.name, self.task)} of the integer budget "
+                f"{self.combo_budget}, leaving no room for an agent node"
+            )
+        return repair(resolved, self.pool, self.lengths, self.cap, rng, fits=self.fits)
+
+    def _models_label(self, graph: Graph) -> str:
+        """``12x1B + 8B output``: a graph's agent combination and its output model."""
+        agents = self.combo_of(graph).label
+        return f"{agents} + {self.pool.model(graph.output_model).short} output"
+
+    def _reference_label(self) -> str:
+        """``12x1B + 3B output``: the reference graph behind the cap and the integer budget."""
+        return f"{self.level}x1B + {self.pool.model(self.pool.output_model).short} output"
 
     # ----- model combinations ----------------------------------------------------------------
 
-    def combos(self) -> list[Combo]:
-        """The budget-filling model combinations (PAPER.md section 3).
+    def combos(self, output_model: str | None = None) -> list[Combo]:
+        """The budget-filling agent model combinations (PAPER.md section 3).
 
-        A combination gives a count per model whose integer cost fits the budget level with the
-        least possible left over, and has at most ``max_nodes`` nodes. Ordered by fewest nodes,
-        then by label.
+        A combination gives a count per model whose integer cost fits what the output node
+        leaves of the budget (:meth:`agent_budget`) with the least possible left over, and has
+        at most ``max_nodes`` nodes. With the pool's reference output model (the default) that
+        is the level k, so these are the paper's combinations. Ordered by fewest nodes, then by
+        label.
+
+        Args:
+            output_model: the output node's model (default: the pool's ``output_model``).
+
+        Raises:
+            ConfigError: ``output_model`` is not in the pool.
         """
+        budget = self.agent_budget(output_model)
         costs = [
             (spec.name, self.pool.combo_cost(spec.name, self.task)) for spec in self.pool.models
         ]
         found: list[tuple[int, ...]] = []
-        for counts in _count_vectors([c for _, c in costs], self.level, self.max_nodes):
-            if sum(counts) > 0:
-                found.append(counts)
+        if budget > 0:
+            for counts in _count_vectors([c for _, c in costs], budget, self.max_nodes):
+                if sum(counts) > 0:
+                    found.append(counts)
         if not found:
             return []
         best = max(sum(n * c for n, (_, c) in zip(v, costs, strict=True)) for v in found)
@@ -250,18 +363,41 @@ class Space:
         repaired to the cap unless ``repair_to_cap`` is False (pilot experiments compare model
         combinations at equal integer cost, whatever their wiring costs).
 
+        Args:
+            rng: the only source of randomness.
+            combo: the agent models (default: a random one of ``combos(output_model)``).
+            edge_prob: probability of each candidate edge.
+            fuser_prob: probability that a node allowed to be a fuser becomes one.
+            output_model: the output node's model (default: the pool's). The output node pays
+                in the integer budget, so a random combination fills only what it leaves.
+            repair_to_cap: repair the graph to the budget (:meth:`repair`).
+
         Raises:
-            BudgetError: no feasible graph could be drawn (for example a combination whose
-                smallest graph is over the cap).
+            BudgetError: no feasible graph could be drawn (for example an output model that
+                leaves no room for an agent node, or a combination whose smallest graph is over
+                the cap).
+
+        Example:
+            >>> import random
+            >>> from harness.pool import load_pool
+            >>> space = Space(load_pool("llama3"), (202, 275), level=12)
+            >>> g = space.sample(random.Random(0), output_model="8B")
+            >>> space.combo_cost(g) <= space.combo_budget, space.fits(g)
+            (True, True)
         """
+        out_model = self.pool.model(output_model or self.pool.output_model).name
         if combo is None:
-            options = self.combos()
+            options = self.combos(out_model)
             if not options:
-                raise BudgetError(f"no model combination fits budget level {self.level}")
+                short = self.pool.model(out_model).short
+                raise BudgetError(
+                    f"no model combination fits budget level {self.level} beside a {short} "
+                    f"output node (it costs {self.pool.combo_cost(out_model, self.task)} of the "
+                    f"integer budget {self.combo_budget})"
+                )
             combo = rng.choice(options)
         if combo.size > self.max_nodes:
             raise GraphError(f"combination {combo.label} has more than {self.max_nodes} nodes")
-        out_model = self.pool.model(output_model or self.pool.output_model).name
         models = list(combo.models)
         rng.shuffle(models)
         n = len(models)
@@ -285,7 +421,7 @@ class Space:
         graph = Graph.create([Node(i, models[i], roles[i]) for i in range(n)], edges, out_model)
         if not repair_to_cap:
             return graph
-        return repair(graph, self.pool, self.lengths, self.cap, rng, fits=self.fits)
+        return self.repair(graph, rng)
 
     # ----- flat parametrisation ----------------------------------------------------------------
 
@@ -330,6 +466,11 @@ class Space:
 
     def decode(self, values: Mapping[str, str | int]) -> Graph:
         """The graph a flat parametrisation describes (slots switched ``off`` are absent).
+
+        Decoding checks the graph's constraints, not the budget: ``output.model`` may name any
+        pool model, and its cost in the integer budget is charged when the graph is repaired
+        (:meth:`repair` keeps the output node and deletes agent nodes until it fits; an output
+        model with no room for an agent node raises ``BudgetError`` there).
 
         Raises:
             GraphError: a missing or invalid value, or a graph that breaks a constraint (for

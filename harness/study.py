@@ -42,7 +42,7 @@ from harness.space import Space
 from harness.tasks import Item, Task, TaskData, load_task
 from harness.trace import TraceWriter
 
-__all__ = ["Bench", "QuestionStream", "StudyResult"]
+__all__ = ["Bench", "QuestionStream", "StudyResult", "heldout_subset"]
 
 MAX_CONSECUTIVE_REFUSALS = 25
 """After this many refusals in a row the harness evaluates a random graph instead."""
@@ -143,6 +143,27 @@ class _NullTrace:
         pass
 
 
+def heldout_subset(items: tuple[Item, ...], size: int | None) -> tuple[Item, ...]:
+    """The held-out questions a protocol with ``heldout_size=size`` scores (None: all of them).
+
+    The subset is fixed (seeded by :data:`HELDOUT_SUBSET_SEED`, in split order), so every study,
+    method and ``harness graph eval`` of one size scores the same questions.
+
+    Example:
+        >>> items = tuple(Item(str(i), "q", "a") for i in range(10))
+        >>> [item.id for item in heldout_subset(items, 3)] == [
+        ...     item.id for item in heldout_subset(items, 3)]
+        True
+        >>> len(heldout_subset(items, None)), len(heldout_subset(items, 30))
+        (10, 10)
+    """
+    if size is None or size >= len(items):
+        return items
+    rng = np.random.default_rng(HELDOUT_SUBSET_SEED)
+    keep = sorted(int(i) for i in rng.choice(len(items), size, False))
+    return tuple(items[i] for i in keep)
+
+
 class Bench:
     """A task, its data, a pool, a bound backend and a protocol: what studies share.
 
@@ -177,12 +198,7 @@ class Bench:
         self.space = Space(
             self.pool, self.task.lengths, budget.level, budget.max_nodes, self.task.name
         )
-        heldout = self.data.heldout
-        if protocol.heldout_size is not None and protocol.heldout_size < len(heldout):
-            rng = np.random.default_rng(HELDOUT_SUBSET_SEED)
-            keep = sorted(int(i) for i in rng.choice(len(heldout), protocol.heldout_size, False))
-            heldout = tuple(heldout[i] for i in keep)
-        self.heldout = Batch(heldout, "heldout")
+        self.heldout = Batch(heldout_subset(self.data.heldout, protocol.heldout_size), "heldout")
         self._heldout_scores: dict[tuple[str, int], GraphRun] = {}
         self._pilot: dict[str, Any] | None = None
 

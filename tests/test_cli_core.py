@@ -52,9 +52,23 @@ def test_graph_check_repair(tmp_path, capsys):
     path.write_text(FUSED.to_text())
     status, out, _ = run(capsys, "graph", "check", str(path), "--budget", "3", "--repair")
     assert status == 1
-    # Level 3: the combination 1x3B+2x1B costs 5 > 3, so both 1B nodes go (smallest first).
+    # Level 3: 2x1B + 1x3B + the 3B output cost 8 > 3 + 3, so both 1B nodes go (smallest first).
     assert "# repaired (1 agent node):" in out
     assert "2 | llama-3.2-3b | assistant | in: - | out: output" in out
+
+
+def test_graph_check_charges_the_output_node(tmp_path, capsys):
+    # Twelve 1B agents into an 8B output node: inside the FLOPs cap, over the integer budget.
+    nodes = [(i, "1B", "assistant") for i in range(12)]
+    graph = Graph.create(nodes, [(i, "output") for i in range(12)], "8B")
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(graph.to_json()))
+    status, out, _ = run(capsys, "graph", "check", str(path), "--json", "--repair")
+    report = json.loads(out)
+    assert status == 1 and report["cap_fits"] is True and report["fits"] is False
+    assert (report["combo_cost"], report["combo_budget"]) == (21, 15)
+    assert "integer budget 15" in report["why_not"][0]
+    assert len(report["repaired"]["nodes"]) == 6  # 6 + 9 = 15
 
 
 def test_graph_check_reports_dropped_nodes(tmp_path, capsys):

@@ -99,8 +99,11 @@ def test_validate_rejects_over_cap_and_foreign_models(pool):
     big = Graph.create(nodes, edges, "8B")
     with pytest.raises(BudgetError, match="over the cap"):
         space.validate(big)
-    repaired = space.repair(big, random.Random(0))
-    assert space.fits(repaired) and len(repaired.nodes) < 4
+    # At level 4 the 8B output node alone (9) is over the integer budget of 4 + 3: no repair.
+    with pytest.raises(BudgetError, match="8B output node costs 9 of the integer budget 7"):
+        space.repair(big, random.Random(0))
+    with_3b = big.replace_models({"8B": "3B"})
+    assert space.fits(with_3b)  # the cap's reference graph itself
     alien = Graph.create([(0, "gpt-9", "assistant")], [(0, "output")], "3B")
     with pytest.raises(GraphError, match="node 0: unknown model 'gpt-9'"):
         space.validate(alien)
@@ -113,13 +116,14 @@ def test_validate_rejects_over_cap_and_foreign_models(pool):
 
 def test_the_combination_budget_binds_too(pool):
     # One 70B call and a 3B output node fit the level-12 FLOPs cap (74.0 < 79.15 units), but
-    # the 70B's integer cost of 81 does not fit level 12: the paper never builds that graph.
+    # their integer cost of 81 + 3 does not fit 12 + 3: the paper never builds that graph.
     space = Space(pool, MATH, level=12)
     lone = Graph.create([(0, "70B", "assistant")], [(0, "output")], "3B")
     assert space.cost(lone).fits(space.cap)
-    assert space.combo_cost(lone) == 81 and not space.fits(lone)
+    assert space.combo_cost(lone) == 84 and not space.fits(lone)
     with pytest.raises(
-        BudgetError, match=r"1x70B\) have combination cost 81, over the budget level 12"
+        BudgetError,
+        match=r"\(1x70B \+ 3B output\) have combination cost 84, over the integer budget 15",
     ):
         space.validate(lone)
     with pytest.raises(BudgetError, match="cannot be repaired"):
@@ -129,8 +133,79 @@ def test_the_combination_budget_binds_too(pool):
         [(0, "output"), (1, "output"), (2, "output")],
         "3B",
     )
-    fixed = space.repair(mixed, random.Random(0))  # drops the 1B, then one 8B: cost 9 <= 12
+    fixed = space.repair(mixed, random.Random(0))  # drops the 1B, then one 8B: 9 + 3 <= 15
     assert space.fits(fixed) and fixed.model_counts() == {"llama-3.1-8b": 1}
+
+
+def _parallel(n, model, output):
+    nodes = [(i, model, "assistant") for i in range(n)]
+    return Graph.create(nodes, [(i, "output") for i in range(n)], output)
+
+
+def test_the_output_node_pays_in_the_integer_budget(pool):
+    # Level 12 on MATH: the reference graph (12x1B + a 3B output) costs 12 + 3 = 15.
+    space = Space(pool, MATH, level=12, task="math")
+    assert space.combo_budget == 15
+    assert (space.agent_budget(), space.agent_budget("1B"), space.agent_budget("8B")) == (12, 14, 6)
+    # Twelve parallel 1B agents into an 8B output fit the FLOPs cap (78.23 < 79.15 units): only
+    # the integer budget stops the 8B output node from being free.
+    loophole = _parallel(12, "1B", "8B")
+    assert space.cost(loophole).fits(space.cap)
+    assert space.combo_cost(loophole) == 12 + 9 and not space.fits(loophole)
+    with pytest.raises(BudgetError, match=r"\(12x1B \+ 8B output\) have combination cost 21"):
+        space.validate(loophole)
+    assert space.why_not(loophole) and not space.why_not(_parallel(6, "1B", "8B"))
+    six = _parallel(6, "1B", "8B")
+    assert space.cost(six).fits(space.cap) and space.combo_cost(six) == 15 and space.fits(six)
+    assert space.fits(_parallel(12, "1B", "3B"))
+    assert not space.fits(_parallel(7, "1B", "8B"))
+
+
+def test_humaneval_charges_its_own_output_cost(pool):
+    # HumanEval's integer costs are 1, 4, 7, 81: level 8 gives 8 + 4, an 8B output leaves 5.
+    space = Space(pool, (180, 115), level=8, task="humaneval")
+    assert (space.combo_budget, space.agent_budget("8B")) == (12, 5)
+    assert space.fits(_parallel(5, "1B", "8B")) and not space.fits(_parallel(6, "1B", "8B"))
+
+
+def test_repair_of_an_expensive_output_node_terminates_and_fits(pool):
+    space = Space(pool, MATH, level=12, task="math")
+    for seed in range(5):
+        repaired = space.repair(_parallel(12, "1B", "8B"), random.Random(seed))
+        assert space.fits(repaired) and repaired.output_model == "llama-3.1-8b"
+        assert repaired.model_counts() == {"llama-3.2-1b": 6}  # 6 + 9 = 15
+    # A 70B output node (81) leaves no room for any agent: one clear line, no endless loop.
+    with pytest.raises(BudgetError, match="70B output node costs 81 of the integer budget 15"):
+        space.repair(_parallel(3, "1B", "70B"))
+
+
+@pytest.mark.parametrize("output", ["1B", "3B", "8B"])
+def test_samples_with_each_output_model_fit(pool, output):
+    space = Space(pool, MATH, level=12, task="math")
+    full = pool.model(output).name
+    assert all(c.cost <= space.agent_budget(output) for c in space.combos(output))
+    for seed in range(30):
+        graph = space.sample(random.Random(seed), output_model=output)
+        assert graph.output_model == full
+        assert space.fits(graph) and space.validate(graph) == graph and not space.why_not(graph)
+        assert space.combo_cost(graph) <= space.combo_budget
+
+
+def test_sampling_an_output_model_that_leaves_no_room_is_refused(pool):
+    space = Space(pool, MATH, level=12, task="math")
+    assert space.combos("70B") == []
+    with pytest.raises(BudgetError, match="beside a 70B output node"):
+        space.sample(random.Random(0), output_model="70B")
+
+
+def test_default_combinations_are_unchanged_by_charging_the_output(pool):
+    # The agent combinations fill what the reference output model leaves: the level itself.
+    for level in (4, 9, 12):
+        space = Space(pool, MATH, level=level, task="math")
+        assert space.combos() == space.combos("3B")
+        assert {c.cost for c in space.combos()} == {level}
+    wider = Space(pool, MATH, level=9, max_nodes=11, task="math")
+    assert "11x1B" in {c.label for c in wider.combos("1B")}  # a 1B output frees 2 units
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5])
@@ -193,3 +268,12 @@ def test_encode_rejects_too_many_nodes(pool):
     )
     with pytest.raises(GraphError, match="do not fit 2 slots"):
         space.encode(graph)
+
+
+@pytest.mark.parametrize("output", ["1B", "3B", "8B"])
+def test_decoded_points_with_any_feasible_output_repair_to_a_fitting_graph(pool, output):
+    space = Space(pool, MATH, level=12, task="math")
+    values = space.encode(_parallel(12, "1B", "3B"))
+    graph = space.decode({**values, "output.model": pool.model(output).name})
+    repaired = space.repair(graph, random.Random(0))
+    assert space.fits(repaired) and repaired.output_model == pool.model(output).name

@@ -1,4 +1,8 @@
-"""``harness graph check FILE``: validate a graph file and print what it costs."""
+"""``harness graph check FILE``: validate a graph file and print what it costs.
+
+``harness graph eval FILE`` (score a graph on a task's held-out split) lives in
+:mod:`harness.cli._graph_eval`.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ import random
 from pathlib import Path
 from typing import Any
 
-from harness.cli._common import add_pool_argument, resolve_lengths
-from harness.errors import BudgetError, GraphError, UserError
-from harness.graph import OUTPUT, Graph, from_json, parse_text
+from harness.cli._common import add_pool_argument, read_pool_graph, resolve_lengths
+from harness.cli._graph_eval import add_eval_parser
+from harness.errors import BudgetError, UserError
+from harness.graph import OUTPUT, Graph
 from harness.pool import load_pool
 from harness.space import Space
 
@@ -27,8 +32,9 @@ def register(commands: Any) -> None:
         help="validate a graph file (JSON or text form) and print its cost",
         description=(
             "Validate a graph given as JSON or in the text form, print its text form, FLOPs "
-            "units, latency estimate and whether it fits the budget cap. Exit status: 0 fits, "
-            "1 over the cap, 2 invalid."
+            "units, latency estimate and whether it fits the budget level: its FLOPs cap, its "
+            "integer combination budget (the output node included) and its node limit. Exit "
+            "status: 0 fits, 1 over the budget, 2 invalid."
         ),
     )
     check.add_argument("file", type=Path, help="graph file: JSON (.json) or the text form")
@@ -44,25 +50,7 @@ def register(commands: Any) -> None:
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(run=run_check)
-
-
-def read_graph(path: Path) -> Graph:
-    """Read a graph from a JSON file or a text-form file.
-
-    Raises:
-        UserError: the file cannot be read, or holds no valid graph (naming the file).
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if path.suffix == ".json" or text.lstrip().startswith("{"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise GraphError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-        return from_json(data, where=str(path))
-    return parse_text(text, where=str(path))
+    add_eval_parser(sub)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -72,9 +60,11 @@ def run_check(args: argparse.Namespace) -> int:
     if args.budget < 1:
         raise UserError(f"--budget must be a positive integer, got {args.budget}")
     space = Space(pool, lengths, level=args.budget, max_nodes=max(args.budget, 1), task=task_name)
-    graph = pool.resolve(read_graph(args.file))
+    graph = read_pool_graph(args.file, pool)
     cost = space.cost(graph)
-    fits = cost.fits(space.cap)
+    # Fitting means what a study accepts: the cap, the integer budget and the node limit.
+    why_not = space.why_not(graph)
+    fits = not why_not
     repaired: Graph | None = None
     repair_error: str | None = None
     if args.repair and not fits:
@@ -99,7 +89,11 @@ def run_check(args: argparse.Namespace) -> int:
         "latency_s": cost.latency_s,
         "budget_level": args.budget,
         "cap_units": space.cap,
+        "cap_fits": cost.fits(space.cap),
+        "combo_cost": space.combo_cost(graph),
+        "combo_budget": space.combo_budget,
         "fits": fits,
+        "why_not": why_not,
         "repaired": repaired.to_json() if repaired else None,
         "repair_error": repair_error,
     }
@@ -123,8 +117,15 @@ def _print_report(graph: Graph, report: dict[str, Any], repaired: Graph | None) 
     print(f"task {report['task']} (A={report['lengths'][0]}, B={report['lengths'][1]})")
     print(f"FLOPs: {report['flops_units']:.2f} units of the 1B call  ({per_node})")
     print(f"latency estimate: {report['latency_s']:.2f} s (critical path)")
-    verdict = "fits" if report["fits"] else "OVER the cap"
+    verdict = "fits" if report["cap_fits"] else "OVER the cap"
     print(f"budget level {report['budget_level']}: cap {report['cap_units']:.2f} units: {verdict}")
+    combo_verdict = "fits" if report["combo_cost"] <= report["combo_budget"] else "OVER"
+    print(
+        f"integer budget: {report['combo_cost']} of {report['combo_budget']} (output node "
+        f"included): {combo_verdict}"
+    )
+    for reason in report["why_not"]:
+        print(f"does not fit: {reason}")
     if repaired is not None:
         count = len(repaired.nodes)
         print(f"# repaired ({count} agent node{'' if count == 1 else 's'}):")
