@@ -77,7 +77,8 @@ def bare_kernel(backend: object, graph: Graph, batch: Batch, seed: int) -> Calla
     graph = pool.resolve(graph)
     world = backend._world(batch)  # type: ignore[attr-defined]
     params = backend.params  # type: ignore[attr-defined]
-    structure, distractors = params.structure(task.name), params.tasks[task.name].distractors
+    structure, spec_task = params.structure(task.name), params.tasks[task.name]
+    reading, distractors = spec_task.reading, spec_task.distractors
     preds = graph.predecessors_map()
     levels = graph.levels()
     levels[OUTPUT] = graph.depth + 1
@@ -94,7 +95,6 @@ def bare_kernel(backend: object, graph: Graph, batch: Batch, seed: int) -> Calla
             prompt_tokens=a + len(preds[node_id]) * b,
             capacity=params.models[spec.name].capacity,
             no_answer=params.models[spec.name].no_answer,
-            doublings=float(np.log2(spec.params / 1e9)),
         )
         key = mix(seed, 0, name_key(graph.id), pos)
         plan.append((node_id, node, key, preds[node_id]))
@@ -105,7 +105,7 @@ def bare_kernel(backend: object, graph: Graph, batch: Batch, seed: int) -> Calla
         for node_id, node, key, inputs in plan:
             u = uniforms(key, keys, DRAWS if inputs else LONE_DRAWS)
             out[node_id] = answer_node(
-                world, node, structure, distractors, [out[p] for p in inputs], u
+                world, node, structure, reading, distractors, [out[p] for p in inputs], u
             )
         return out[OUTPUT] == 0
 

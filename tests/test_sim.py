@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import subprocess
@@ -46,12 +45,6 @@ def bound(pool):
 
 
 @pytest.fixture(scope="module")
-def math_pilot(bound, pool):
-    task, items, backend = bound["math"]
-    return run_pilot(task, pool, backend, items)
-
-
-@pytest.fixture(scope="module")
 def mmlu_pilot(bound, pool):
     task, items, backend = bound["mmlu"]
     # The sweeps are not needed here; MMLU's 13742 items make the combinations precise.
@@ -79,50 +72,14 @@ def test_single_model_accuracy_within_two_points(name, bound, pool):
         assert abs(measured - target) <= 2, (name, spec.short, measured, target)
 
 
-@pytest.mark.parametrize("name", ["math", "mmlu"])
-def test_equal_budget_combinations_within_five_points_same_order(name, math_pilot, mmlu_pilot):
-    tables = math_pilot if name == "math" else mmlu_pilot
-    paper = PAPER[name]["combos"]
-    sim = {row["combo"]: row["accuracy"] for row in tables["combos"]}
-    assert set(sim) == set(paper)
-    for combo, value in paper.items():
-        assert abs(sim[combo] - value) <= 5, (combo, sim[combo], value)
-    by_paper = sorted(paper, key=paper.get)
-    assert sorted(sim, key=sim.get) == by_paper, sim
+# The paper's equal-budget combinations and the literature's findings are anchors of
+# tests/test_sim_check.py (every tolerance asserted there); the paper's insights are shown
+# inside the real level-12 space through the shipped optimum search (tests/test_sim_optimum.py).
 
 
-# ----- the three insights -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("kind", ["width", "depth"])
-def test_sweeps_have_interior_optima_for_two_sizes(kind, math_pilot):
-    curves = math_pilot[kind]
-    assert set(curves) == {"1B", "3B"}
-    for model, curve in curves.items():
-        best = int(np.argmax(curve))
-        assert 0 < best < len(curve) - 1, (kind, model, curve)
-        # A real peak, not a plateau: both ends are clearly below it.
-        assert curve[best] - max(curve[0], curve[-1]) >= 2, (kind, model, curve)
-
-
-def test_grid_optimum_moves_with_the_other_dimension(math_pilot):
-    ins = math_pilot["insights"]
-    for model in ("1B", "3B"):
-        by_width = [ins["best_depth_by_width"][model][w] for w in range(1, 7)]
-        by_depth = [ins["best_width_by_depth"][model][d] for d in range(1, 7)]
-        # Wider graphs want shallower ones, and deeper graphs narrower ones.
-        assert by_width[-1] < by_width[0], (model, by_width)
-        assert by_depth[-1] < by_depth[0], (model, by_depth)
-        assert all(b <= a + 1 for a, b in itertools.pairwise(by_width)), by_width
-        assert all(b <= a + 1 for a, b in itertools.pairwise(by_depth)), by_depth
-
-
-def test_model_preference_is_task_specific(math_pilot, mmlu_pilot):
-    math_sim = {row["combo"]: row["accuracy"] for row in math_pilot["combos"]}
+def test_model_preference_is_task_specific(mmlu_pilot):
     mmlu_sim = {row["combo"]: row["accuracy"] for row in mmlu_pilot["combos"]}
-    # MATH: several mid-size models beat one strong model; MMLU: the strong model wins.
-    assert math_pilot["insights"]["best_combo"] == "3x3B"
-    assert math_sim["3x3B"] > math_sim["1x8B"]
+    # MMLU prefers one strong model by far (PAPER.md section 6: 1x8B 64, the rest 30-45).
     assert mmlu_pilot["insights"]["best_combo"] == "1x8B"
     assert mmlu_sim["1x8B"] > max(v for k, v in mmlu_sim.items() if k != "1x8B") + 10
 
@@ -278,6 +235,15 @@ def test_a_pool_without_sim_parameters_is_one_line(pool):
             lambda d: d["structure"]["roles"]["fuser"].update({"herd": 1.5}),
             "structure.roles.fuser.herd",
         ),
+        (
+            lambda d: d["structure"]["roles"]["output"].update({"self_weight": "high"}),
+            "structure.roles.output.self_weight",
+        ),
+        (
+            lambda d: d["tasks"]["humaneval"]["reading"].update({"kind": "essay"}),
+            "tasks.humaneval.reading.kind",
+        ),
+        (lambda d: d["tasks"]["gsm8k"].pop("reading"), "tasks.gsm8k.reading"),
         (lambda d: d["models"]["llama-3.1-8b"].pop("capacity"), "models.llama-3.1-8b.capacity"),
         (
             lambda d: d["tasks"]["mmlu"]["distractors"].update({"count": 0}),

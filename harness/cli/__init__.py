@@ -25,6 +25,7 @@ from harness.cli import (
     _pilot,
     _pools,
     _serve,
+    _sim,
     _submit,
     _sweep,
     _tasks,
@@ -38,6 +39,7 @@ EXIT_USAGE = 2
 _COMMANDS = (
     _eval,
     _pilot,
+    _sim,
     _methods,
     _tasks,
     _graph,

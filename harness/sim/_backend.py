@@ -238,7 +238,6 @@ class SimBackend(Backend):
             prompt_tokens=call.prompt_tokens,
             capacity=self.params.models[model].capacity,
             no_answer=self.params.models[model].no_answer,
-            doublings=_doublings_of(call.model.params),
         )
         symbols: list[npt.NDArray[np.int32]] = []
         for answers in inputs:
@@ -249,7 +248,7 @@ class SimBackend(Backend):
         u = uniforms(key, batch.keys, DRAWS if symbols else LONE_DRAWS)
         spec = self.params.tasks[self.task.name]
         result = answer_node(
-            world, node, self.params.structure(self.task.name), spec.distractors, symbols, u
+            world, node, self.params.shared, spec.reading, spec.distractors, symbols, u
         )
         return Answers(symbols=result)
 

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import expit, ndtri
 
-from harness.sim._params import DistractorParams, SimParams, StructureParams
+from harness.sim._params import DistractorParams, ReadingParams, SimParams, StructureParams
 from harness.sim._random import mix, name_key, uniforms
 
 __all__ = [
@@ -44,11 +44,11 @@ __all__ = [
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int32]
 
-# Uniform rows drawn per call: solve (and judge: the same number, see answer_node), no-answer,
-# own-distractor, shared-distractor, resolve, herd, tie-break, overwrite. Fixed, so that a
-# call's numbers never depend on its in-degree or role.
-DRAWS = 8
-_SOLVE, _MALFORMED, _OWN, _SHARED, _RESOLVE, _HERD, _TIE, _OVERWRITE = range(DRAWS)
+# Uniform rows drawn per call: solve, no-answer, own-distractor, shared-distractor, the choice
+# among candidates, overwrite. Fixed, so that a call's numbers never depend on its in-degree
+# or role.
+DRAWS = 6
+_SOLVE, _MALFORMED, _OWN, _SHARED, _CHOICE, _OVERWRITE = range(DRAWS)
 LONE_DRAWS = 4
 """A call without inputs reads only the first four rows (row ``j`` never depends on the rest)."""
 
@@ -86,7 +86,6 @@ class NodeSpec:
         prompt_tokens: prompt length (A + d*B).
         capacity: the model's capacity in prompt tokens.
         no_answer: the model's probability of giving no answer.
-        doublings: ``log2(parameters / 1e9)``, which scales the judging bonus.
     """
 
     model: int
@@ -96,7 +95,6 @@ class NodeSpec:
     prompt_tokens: int
     capacity: float
     no_answer: float
-    doublings: float = 0.0
 
 
 def _normal(key: int, item_keys: npt.NDArray[np.uint64]) -> Floats:
@@ -179,32 +177,11 @@ def calibrate_abilities(
     return (low + high) / 2
 
 
-def _tally(inputs: Ints, u_tie: Floats) -> tuple[Ints, npt.NDArray[np.bool_], Ints, Ints]:
-    """Count the inputs' answers per question.
-
-    Returns:
-        The plurality answer (ties at random), whether there is one, the number of right inputs
-        and the count of the most common wrong answer.
-    """
-    right = (inputs == 0).sum(axis=0)
-    if len(inputs) == 1:
-        return inputs[0], inputs[0] >= 0, right, (inputs[0] > 0).astype(np.int64)
-    valid = inputs >= 0
-    counts = ((inputs[:, None, :] == inputs[None, :, :]) & valid[None, :, :]).sum(axis=1)
-    counts = np.where(valid, counts, 0)
-    best = counts.max(axis=0)
-    is_best = (counts == best) & valid
-    tied = is_best.sum(axis=0)
-    pick = np.floor(u_tie * tied)
-    chosen = np.argmax(np.cumsum(is_best, axis=0) > pick, axis=0)
-    top_wrong = np.where(inputs > 0, counts, 0).max(axis=0)
-    return inputs[chosen, np.arange(inputs.shape[1])], best > 0, right, top_wrong
-
-
 def answer_node(
     world: World,
     node: NodeSpec,
     structure: StructureParams,
+    reading: ReadingParams,
     distractors: DistractorParams,
     inputs: Sequence[Ints],
     u: Floats,
@@ -214,7 +191,8 @@ def answer_node(
     Args:
         world: the batch's per-question facts.
         node: the call.
-        structure: the task's structure parameters.
+        structure: the structure parameters (roles, context, overwriting).
+        reading: what a reader can do with this task's answers.
         distractors: the task's distractor parameters.
         inputs: the predecessors' symbols.
         u: ``(DRAWS, n)`` uniforms for this call (see :func:`harness.sim._random.uniforms`);
@@ -230,29 +208,26 @@ def answer_node(
     fresh = np.where(u[_MALFORMED] < node.no_answer, -1, solved).astype(np.int32)
     if not inputs:
         return fresh
-    role = structure.roles[node.role]
-    stacked = np.asarray(inputs, dtype=np.int32)
-    crowd, has_crowd, right, top_wrong = _tally(stacked, u[_TIE])
-    any_right = right > 0
-    # Judging and solving share one draw: a node that can solve the question can also tell a
-    # right answer (judge >= 0: verifying is that much easier than solving). Every wrong input
-    # distracts the judge, and a wrong answer repeated by more inputs than the right one sways
-    # it (conformity).
-    judge = role.judge + structure.judge_scale * node.doublings
-    wrong_inputs = (stacked > 0).sum(axis=0)
-    sway = structure.sway * np.maximum(top_wrong - right, 0) + structure.distraction * wrong_inputs
-    judged = u[_SOLVE] < expit(ability + judge - sway - difficulty)
-    # Past capacity a node also loses track of who said what: it herds less, solves more.
-    follow = np.where(u[_HERD] < role.herd / (1.0 + overload), crowd, fresh)
-    fallback = np.where(has_crowd, follow, fresh)
-    # Judged: keep a right input; seeing none, solve afresh (resolve) or fall back.
-    rejected = np.where(u[_RESOLVE] < role.resolve, fresh, fallback)
-    answer = np.where(judged, np.where(any_right, 0, rejected), fallback)
-    # Deep nodes spoil right answers more, and more so when they read many inputs.
-    spoil_chance = (
-        structure.overwrite
-        * (node.level - 1) ** structure.overwrite_growth
-        * len(inputs) ** structure.overwrite_width
-    )
+    # The node reads its inputs and writes its own attempt; its final answer is one of these
+    # candidates, chosen with weight count**vote * exp(discern * right + self * own): agreement
+    # counts (voting, self-consistency), the right answer is recognised a little (discern), and
+    # the node leans to, or away from, its own attempt (self). Past its capacity a node loses
+    # track of who said what: voting and discerning fade towards a blind pick.
+    candidates = np.concatenate([np.asarray(inputs, dtype=np.int32), fresh[None, :]])
+    valid = candidates >= 0
+    counts = ((candidates[:, None, :] == candidates[None, :, :]) & valid[None, :, :]).sum(axis=1)
+    clarity = 1.0 / (1.0 + overload)
+    log_weight = (reading.vote * clarity - 1.0) * np.log(np.maximum(counts, 1))
+    log_weight = log_weight + (reading.discern * clarity) * (candidates == 0)
+    own_weight = structure.roles[node.role].self_weight + reading.self_bias
+    log_weight = log_weight + own_weight * ((candidates == fresh[None, :]) & (fresh >= 0)[None, :])
+    weight = np.where(valid, np.exp(log_weight - log_weight.max(axis=0, keepdims=True)), 0.0)
+    total = weight.sum(axis=0)
+    cumulative = np.cumsum(weight, axis=0)
+    pick = np.argmax(cumulative > (u[_CHOICE] * total)[None, :], axis=0)
+    answer = np.where(total > 0, candidates[pick, np.arange(candidates.shape[1])], -1)
+    # Every reading is a chance to talk oneself out of a right answer, more so deep in a chain
+    # (self-correction without feedback flips right answers to wrong ones).
+    spoil_chance = structure.overwrite * (node.level - 1) ** structure.overwrite_growth
     spoil = (answer == 0) & (u[_OVERWRITE] < spoil_chance)
     return np.where(spoil, wrong, answer).astype(np.int32)

@@ -11,6 +11,8 @@ Example:
     0.31
     >>> sorted(params.structure("mmlu").roles)
     ['assistant', 'fuser', 'output']
+    >>> params.tasks["humaneval"].reading.kind
+    'program'
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from harness.errors import ConfigError
 from harness.paths import tasks_dir
 
 __all__ = [
+    "ANSWER_KINDS",
     "ROLE_NAMES",
     "DifficultyParams",
     "DistractorParams",
     "ModelParams",
+    "ReadingParams",
     "RoleParams",
     "SimParams",
     "StructureParams",
@@ -60,47 +64,63 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class RoleParams:
-    """How a node of one role treats its inputs.
+    """How a node of one role treats its own attempt among the answers it reads.
 
     Attributes:
-        judge: logit bonus of judging an input over solving afresh (verifying is easier).
-        resolve: probability that a node which judged every input wrong solves afresh (else
-            it falls back as if it had not judged).
-        herd: probability of following the inputs' plurality when the node has not judged them
-            (else it solves afresh).
+        self_weight: log-weight added to the node's own attempt when it picks its final answer
+            among its inputs' answers and its own (positive: it sticks to its own answer;
+            negative: it defers to its inputs).
     """
 
-    judge: float
-    resolve: float
-    herd: float
+    self_weight: float
 
 
 @dataclass(frozen=True)
 class StructureParams:
-    """The parameters of nodes with inputs (fitted to PAPER.md section 6).
+    """How nodes with inputs behave whatever the task (docs/sim.md, "Nodes with inputs").
+
+    A node reads its inputs, writes its own attempt, and picks one of these candidate answers
+    with weight ``count ** vote * exp(discern * right + self_weight * own)``; ``vote`` and
+    ``discern`` depend on the kind of answer (:class:`ReadingParams`), the rest on the role and
+    the node's place in the graph.
 
     Attributes:
         roles: :class:`RoleParams` for ``assistant`` (with inputs), ``fuser`` and ``output``.
-        judge_scale: extra judging bonus per doubling of the model's parameters past 1e9
-            (larger models aggregate better, PAPER.md section 5).
-        sway: logits of judging lost per input by which the most repeated wrong answer
-            outnumbers the right one (conformity to a wrong majority).
-        distraction: logits of judging lost per wrong input.
-        context_penalty: logits of ability lost per capacity-multiple of prompt past capacity.
-        overwrite: the chance that a node at level 2 spoils a right answer.
-        overwrite_growth: how that chance grows with the level ``l`` and
-        overwrite_width: ... with the in-degree ``d``:
-            ``overwrite * (l - 1) ** overwrite_growth * d ** overwrite_width``.
+        context_penalty: logits of ability lost per capacity-multiple of prompt past capacity;
+            ``vote`` and ``discern`` are divided by ``1 + overload`` as well.
+        overwrite: the chance that a node at level 2 talks itself out of a right answer.
+        overwrite_growth: how that chance grows with the level ``l``:
+            ``overwrite * (l - 1) ** overwrite_growth``.
     """
 
     roles: Mapping[str, RoleParams]
-    judge_scale: float
-    sway: float
-    distraction: float
     context_penalty: float
     overwrite: float
     overwrite_growth: float
-    overwrite_width: float
+
+
+ANSWER_KINDS = ("final", "option", "program")
+
+
+@dataclass(frozen=True)
+class ReadingParams:
+    """What a reader can do with its inputs' answers, by the kind of answer.
+
+    Attributes:
+        kind: ``final`` (comparable final answers: math, gsm8k), ``option`` (a choice among a
+            few options: mmlu) or ``program`` (code that cannot be judged without running it).
+        vote: how strongly agreement counts (0: every distinct answer alike; 1: a blind pick
+            of one candidate; large: the plurality).
+        discern: logit bonus of the right answer among the candidates: how well a reader tells
+            right from wrong without external feedback.
+        self_bias: log-weight added to the reader's own attempt on top of its role's: where
+            answers cannot be compared (programs), a reader mostly keeps its own try.
+    """
+
+    kind: str
+    vote: float
+    discern: float
+    self_bias: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -147,13 +167,13 @@ class TaskParams:
         targets: single-call accuracy (a fraction) per model name.
         difficulty: per-question difficulty.
         distractors: per-question wrong answers.
-        structure: overrides of the shared structure for this task (None: the shared one).
+        reading: what a reader can do with this task's answers.
     """
 
     targets: Mapping[str, float]
     difficulty: DifficultyParams
     distractors: DistractorParams
-    structure: StructureParams | None = None
+    reading: ReadingParams
 
 
 @dataclass(frozen=True)
@@ -165,7 +185,7 @@ class SimParams:
         world_seed: the seed of the simulated world (question difficulties, distractors): fixed
             per file, independent of any study's seed.
         models: per model name.
-        shared: the structure shared by tasks without their own.
+        shared: the structure of nodes with inputs, the same for every task.
         tasks: per task name.
         source: the file read.
     """
@@ -178,9 +198,9 @@ class SimParams:
     source: Path
 
     def structure(self, task: str) -> StructureParams:
-        """The structure parameters that apply to ``task``."""
-        own = self.tasks[task].structure
-        return own if own is not None else self.shared
+        """The structure parameters that apply to ``task`` (the same for every task)."""
+        del task
+        return self.shared
 
 
 def load_sim_params(pool: str, path: Path | None = None) -> SimParams:
@@ -279,16 +299,7 @@ class _Reader:
 
     def structure(self, data: Mapping[str, Any], prefix: str) -> StructureParams:
         where = f"{prefix}structure."
-        known = {
-            "roles",
-            "judge_scale",
-            "sway",
-            "distraction",
-            "context_penalty",
-            "overwrite",
-            "overwrite_growth",
-            "overwrite_width",
-        }
+        known = {"roles", "context_penalty", "overwrite", "overwrite_growth"}
         self.unknown(data, known, where)
         roles_raw = self.mapping(self.get(data, "roles", where), f"{where}roles")
         self.unknown(roles_raw, set(ROLE_NAMES), f"{where}roles.")
@@ -296,27 +307,19 @@ class _Reader:
         for role in ROLE_NAMES:
             at = f"{where}roles.{role}."
             entry = self.mapping(self.get(roles_raw, role, f"{where}roles."), at[:-1])
-            self.unknown(entry, {"judge", "resolve", "herd"}, at)
-            roles[role] = RoleParams(
-                judge=self.number(entry, "judge", at, -10.0, 10.0),
-                resolve=self.number(entry, "resolve", at, 0.0, 1.0),
-                herd=self.number(entry, "herd", at, 0.0, 1.0),
-            )
+            self.unknown(entry, {"self_weight"}, at)
+            roles[role] = RoleParams(self_weight=self.number(entry, "self_weight", at, -10.0, 10.0))
         return StructureParams(
             roles=roles,
-            judge_scale=self.number(data, "judge_scale", where, -5.0, 5.0),
-            sway=self.number(data, "sway", where, 0.0, 10.0),
-            distraction=self.number(data, "distraction", where, 0.0, 10.0),
             context_penalty=self.number(data, "context_penalty", where, 0.0, 100.0),
             overwrite=self.number(data, "overwrite", where, 0.0, 1.0),
             overwrite_growth=self.number(data, "overwrite_growth", where, 0.0, 4.0),
-            overwrite_width=self.number(data, "overwrite_width", where, 0.0, 4.0),
         )
 
     def task(
         self, data: Mapping[str, Any], where: str, models: Mapping[str, ModelParams]
     ) -> TaskParams:
-        self.unknown(data, {"targets", "difficulty", "distractors", "structure"}, where)
+        self.unknown(data, {"targets", "difficulty", "distractors", "reading"}, where)
         targets_raw = self.mapping(self.get(data, "targets", where), f"{where}targets")
         targets = {}
         for model in targets_raw:
@@ -349,8 +352,16 @@ class _Reader:
             own=self.number(dist, "own", at, 0.0, 1.0),
             trap=self.number(dist, "trap", at, 0.0, 1.0),
         )
-        structure = None
-        if "structure" in data:
-            raw = self.mapping(data["structure"], f"{where}structure")
-            structure = self.structure(raw, where)
-        return TaskParams(targets, difficulty, distractors, structure)
+        raw = self.mapping(self.get(data, "reading", where), f"{where}reading")
+        at = f"{where}reading."
+        self.unknown(raw, {"kind", "vote", "discern", "self_bias"}, at)
+        kind = self.get(raw, "kind", at)
+        if kind not in ANSWER_KINDS:
+            raise self.fail(f"{at}kind", f"one of {', '.join(ANSWER_KINDS)}", kind)
+        reading = ReadingParams(
+            kind=kind,
+            vote=self.number(raw, "vote", at, 0.0, 20.0),
+            discern=self.number(raw, "discern", at, -5.0, 5.0),
+            self_bias=self.number(raw, "self_bias", at, -10.0, 10.0),
+        )
+        return TaskParams(targets, difficulty, distractors, reading)
