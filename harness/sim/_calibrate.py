@@ -96,6 +96,9 @@ def apply_vector(data: dict[str, Any], vector: Sequence[float]) -> dict[str, Any
         for part in parts[:-1]:
             node = node[part]
         node[parts[-1]] = round(float(value), 3)
+    # GSM8K's answers are of MATH's kind (comparable final answers): its reading follows.
+    for field in ("vote", "discern"):
+        out["tasks"]["gsm8k"]["reading"][field] = out["tasks"]["math"]["reading"][field]
     return out
 
 

@@ -41,7 +41,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,11 +51,14 @@ import numpy as np
 from harness._yaml import read_yaml
 from harness.backends import Batch, EvalContext, NodeCall
 from harness.errors import ConfigError
-from harness.executor import run_graph
 from harness.graph import ASSISTANT, OUTPUT, Graph, Node
+from harness.pilot import layered_graph, run_pilot
 from harness.pool import Pool
 from harness.sim._backend import SimBackend
+from harness.sim._optimum import expected_accuracy
+from harness.sim._optimum_data import load_optimum
 from harness.sim._params import sim_dir
+from harness.space import Space
 from harness.tasks import Item, Task
 
 __all__ = ["CHECKS", "Anchor", "Verdict", "check_anchors", "load_anchors", "shaped_graph"]
@@ -263,19 +265,16 @@ class _Meter:
     ) -> None:
         self.task, self.pool, self.backend, self.seed = task, pool, backend, seed
         self.batch = Batch(tuple(items), "heldout")
-        self.epochs = max(1, math.ceil(_EVALS / len(items)))
         self._memo: dict[str, float] = {}
 
     def accuracy(self, graph: Graph) -> float:
+        """Expected accuracy in percent (:func:`harness.sim._optimum.expected_accuracy`)."""
         graph = self.pool.resolve(graph)
         if graph.id not in self._memo:
-            runs = [
-                run_graph(
-                    graph, self.batch, self.backend, self.task, self.pool, EvalContext(self.seed, e)
-                ).accuracy
-                for e in range(self.epochs)
-            ]
-            self._memo[graph.id] = 100 * float(np.mean(runs))
+            mean, _ = expected_accuracy(
+                graph, self.task, self.pool, self.backend, self.batch, _EVALS, self.seed
+            )
+            self._memo[graph.id] = 100 * mean
         return self._memo[graph.id]
 
     def lone(self, model: str, position: int, epoch: int) -> np.ndarray:
@@ -355,8 +354,6 @@ def in_space_grid(meter: _Meter, space: Any, model: str) -> dict[tuple[int, int]
     Each of ``depth`` layers has ``width`` assistants reading the whole layer before; the
     output node, of ``model`` too, reads the last layer (:func:`harness.pilot.layered_graph`).
     """
-    from harness.pilot import layered_graph
-
     grid = {}
     for width in range(1, space.max_nodes + 1):
         for depth in range(1, space.max_nodes // width + 1):
@@ -415,9 +412,6 @@ def check_anchors(
         backend: a bound sim backend (default: a new one bound to ``items``).
         seed: the study seed of every measurement.
     """
-    from harness.pilot import run_pilot
-    from harness.space import Space
-
     mine = [a for a in anchors if a.task == task.name]
     if backend is None:
         backend = SimBackend()
@@ -439,8 +433,6 @@ def check_anchors(
 
     def optimum() -> Any:
         if "optimum" not in found:
-            from harness.sim._optimum_data import load_optimum
-
             shipped = load_optimum(pool.name, task.name)
             current = str(backend.describe()["cache_key"])
             if shipped.cache_key != current:
