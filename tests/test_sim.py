@@ -298,3 +298,39 @@ def test_the_backend_key_names_the_parameters_not_their_file(tmp_path, pool):
     assert here.describe()["abilities"] == there.describe()["abilities"]
     # A manifest names the shipped file without the folder of the machine that ran it.
     assert here.describe()["params"] == "tasks/sim/llama3.yaml"
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _explained(lines: list[str], index: int) -> bool:
+    """Whether a number's line is explained: by its own comment, by the comment block just above
+    it, or by its parent: a list item by its key's explanation, a field by its mapping key's own
+    comment (``targets:  # PAPER.md section 6``)."""
+    line = lines[index]
+    if "#" in line or (index > 0 and lines[index - 1].lstrip().startswith("#")):
+        return True
+    item = line.lstrip().startswith("- ")
+    for above in range(index - 1, -1, -1):
+        text = lines[above]
+        if text.lstrip().startswith(("#", "- ")) or not text.strip():
+            continue
+        if _indent(text) < _indent(line) or (item and _indent(text) <= _indent(line)):
+            return _explained(lines, above) if item else "#" in text
+    return False
+
+
+def test_every_number_in_the_sim_yaml_says_where_it_comes_from():
+    """Each number names its source, "fitted to" or "assumption" (docs/sim.md promises it)."""
+    for path in sorted(sim_dir().glob("*.yaml")):
+        if path.name.endswith(".anchors.yaml"):
+            continue  # anchors carry a `source:` field each (load_anchors requires it)
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for index, line in enumerate(lines):
+            value = line.split("#")[0].split(":")[-1].strip().lstrip("- ").strip()
+            try:
+                float(value)
+            except ValueError:
+                continue
+            assert _explained(lines, index), f"{path.name}:{index + 1}: {line.strip()!r}"
