@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,7 +97,13 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tampered = root / "00-tampered-trace"
     shutil.copytree(root / "official" / "random-search", tampered)
     trace = tampered / "studies" / "math" / "seed-0" / "trace.jsonl"
-    trace.write_text(trace.read_text().replace('"accuracy":0.0', '"accuracy":1.0', 1))
+    text = trace.read_text()
+    # Flip the first recorded accuracy, whatever it is (a search may never score 0 on a batch).
+    first = re.search(r'"accuracy":([0-9.]+)', text)
+    assert first is not None
+    forged = "0.0" if float(first.group(1)) > 0.5 else "1.0"
+    trace.write_text(text[: first.start(1)] + forged + text[first.end(1) :])
+    assert trace.read_text() != text
     _rename(tampered, "tampered-trace")
     missing = root / "01-missing-file"
     shutil.copytree(root / "official" / "parallel-search", missing)

@@ -106,8 +106,8 @@ def write_fields(text: str, data: dict[str, Any]) -> str:
     r"""``text`` (the YAML file) with the fitted fields' values replaced, comments kept.
 
     Example:
-        >>> write_fields("a:\\n  b: 1  # why\\n", {"a": {"b": 2.5}})
-        'a:\\n  b: 2.5  # why\\n'
+        >>> write_fields("a:\n  b: 1  # why\n", {"a": {"b": 2.5}})
+        'a:\n  b: 2.5  # why\n'
     """
     out: list[str] = []
     path: list[str] = []
