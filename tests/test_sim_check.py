@@ -117,6 +117,10 @@ def test_shaped_graphs():
          " source: s}\n", "field 'target'"),
         ("anchors:\n- {id: a, task: math, measure: {combo: 3x3B}, check: within, source: s}\n",
          "missing field 'target'"),
+        ("anchors:\n- {id: a, task: math, measure: {gain: [{fan: [3B], output: 3B}]},"
+         " check: at_most, target: 1, source: s}\n", "field 'measure.gain'"),
+        ("anchors:\n- {id: a, task: math, measure: {shape: {model: 1B, insight: wide}},"
+         " check: at_least, target: 1, source: s}\n", "field 'measure.shape'"),
     ],
 )  # fmt: skip
 def test_bad_anchor_files_are_one_line(tmp_path, text, message):

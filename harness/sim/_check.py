@@ -203,6 +203,10 @@ def _anchor(entry: Mapping[str, Any], at: str) -> Anchor:
     ((kind, args),) = measure.items()
     if kind not in MEASURES:
         raise ConfigError(f"{at}: field 'measure': expected one of {', '.join(MEASURES)}")
+    if not _args_fit(str(kind), args):
+        raise ConfigError(
+            f"{at}: field 'measure.{kind}': expected {_ARGS[str(kind)]}, got {args!r}"
+        )
     check = entry["check"]
     if check not in CHECKS:
         raise ConfigError(f"{at}: field 'check': expected one of {', '.join(CHECKS)}")
@@ -233,6 +237,41 @@ def _anchor(entry: Mapping[str, Any], at: str) -> Anchor:
         low=float(bounds[0]),
         high=float(bounds[1]),
     )
+
+
+_ARGS = {
+    "accuracy": "a graph {fan|chain: [MODELS], output: MODEL}",
+    "gain": "[GRAPH, BASE], two graphs",
+    "combo": "a combination such as 3x3B",
+    "order": "a list of two or more combinations",
+    "wrong_agreement": "[MODEL, MODEL]",
+    "correlation": "[MODEL, MODEL]",
+    "optimum_gain": "any value (unused)",
+    "optimum_over_sc": "any value (unused)",
+    "shape": "{model: MODEL, insight: interior_width|interior_depth|interaction}",
+}
+_INSIGHTS = ("interior_width", "interior_depth", "interaction")
+
+
+def _args_fit(kind: str, args: Any) -> bool:
+    """Whether a measure's arguments have the shape it needs (graphs are checked when built)."""
+    if kind == "accuracy":
+        return isinstance(args, Mapping)
+    if kind == "gain":
+        return isinstance(args, list) and len(args) == 2
+    if kind == "combo":
+        return isinstance(args, str)
+    if kind == "order":
+        return isinstance(args, list) and len(args) >= 2 and all(isinstance(a, str) for a in args)
+    if kind in ("wrong_agreement", "correlation"):
+        return isinstance(args, list) and len(args) == 2 and all(isinstance(a, str) for a in args)
+    if kind == "shape":
+        return (
+            isinstance(args, Mapping)
+            and isinstance(args.get("model"), str)
+            and args.get("insight") in _INSIGHTS
+        )
+    return True
 
 
 def shaped_graph(spec: Any, where: str = "graph") -> Graph:
