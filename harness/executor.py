@@ -172,7 +172,9 @@ def run_graph(
     records: list[NodeRecord] = []
     for node_id in (*graph.topological_order(), OUTPUT):
         spec = pool.model(graph.model_of(node_id))
-        inputs = preds[node_id]
+        # Inputs in canonical order, not by node id: a graph renumbered (the same graph id) reads
+        # its inputs in the same order, so its prompts and its sim answers are the same.
+        inputs = tuple(sorted(preds[node_id], key=position.__getitem__))
         role = "output" if node_id == OUTPUT else graph.node(node_id).role
         prompt_len, output_len = node_tokens(lengths, len(inputs))
         call = NodeCall(

@@ -334,3 +334,25 @@ def test_every_number_in_the_sim_yaml_says_where_it_comes_from():
             except ValueError:
                 continue
             assert _explained(lines, index), f"{path.name}:{index + 1}: {line.strip()!r}"
+
+
+def test_a_renumbered_graph_answers_the_same(bound, pool):
+    # The same graph id must give the same answers whatever its node numbering: a study scores a
+    # graph once per id, and a renumbered proposal must not change what it would have scored.
+    task, items, backend = bound["humaneval"]
+    one = Graph.create(
+        [(0, "3B", "assistant"), (1, "1B", "assistant"), (2, "3B", "fuser")],
+        [(0, 2), (1, 2), (0, "output"), (1, "output"), (2, "output")],
+        "3B",
+    )
+    other = Graph.create(
+        [(7, "3B", "fuser"), (3, "1B", "assistant"), (5, "3B", "assistant")],
+        [(5, 7), (3, 7), (5, "output"), (3, "output"), (7, "output")],
+        "3B",
+    )
+    assert one.id == other.id
+    for seed in range(4):
+        assert np.array_equal(
+            _symbols(backend, task, pool, items, one, seed=seed),
+            _symbols(backend, task, pool, items, other, seed=seed),
+        )

@@ -110,7 +110,7 @@ class NodeCall:
         role: ``assistant``, ``fuser`` or ``output``.
         level: agent nodes on the longest path into the node, itself included; the output node's
             level is the graph's depth plus one.
-        inputs: predecessor node ids, in the order their answers are passed.
+        inputs: predecessor node ids, in the order their answers are passed (canonical order).
         prompt_tokens: prompt length by the FLOPs formula (A + d*B).
         output_tokens: output length by the FLOPs formula (B).
     """
