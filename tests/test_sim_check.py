@@ -2,10 +2,11 @@
 
 The anchors are measured on the pinned mirror's data (the paper's splits, the data of the
 official protocol and of docs/sim.md's table), as ``harness sim check --source mirror`` does;
-the README's test command fetches it. A few fitted anchors of the paper's pilot are known
-misses: the literature's held-out anchors and those figures cannot all hold (docs/sim.md,
-"Where the sim and the paper disagree"); they are strict expected failures, so that a refit
-that meets them must say so here.
+the README's test command fetches it. Five anchors are known misses (docs/sim.md, "Where the
+sim and the paper disagree"): four of the paper's pilot figures, which the literature's
+held-out anchors and the paper cannot both meet, and one held-out anchor that shows what
+coming near them costs. They are strict expected failures, so that a refit that meets them
+must say so here.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ KNOWN_MISSES = {
     "mmlu.combo.2x3B+3x1B": "the paper's 45 (above one 3B, 43) needs 1B models to help a 3B "
     "vote; Wang et al. Table 12 and Kim et al. 2025 find mixed-in weaker models drag it down",
     "mmlu.combo.order": "follows from mmlu.combo.2x3B+3x1B: it is not above 3x3B",
+    # Held out: the fit pushes MATH's voting to the top of its fitted range to come near the
+    # paper's pilot; this anchor shows the cost (docs/sim.md).
+    "math.optimum.gain": "MATH's optimum gains 11.7 over its best member with nine calls, "
+    "above the bound of 10 from the self-consistency evidence",
 }
 
 
