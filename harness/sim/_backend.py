@@ -64,7 +64,7 @@ def _levels(items: Sequence[Item]) -> list[int | None]:
 
 
 def _doublings_of(params: float) -> float:
-    # Parameter doublings past 1e9: what scales judging and trap-proneness with model size.
+    # Parameter doublings past 1e9: what scales trap-proneness with model size.
     return math.log2(params / 1e9)
 
 

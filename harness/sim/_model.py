@@ -2,12 +2,14 @@
 
 An item-response core gives each question a difficulty and each model an ability; a call with
 no inputs is right with probability ``(1 - no_answer) * sigmoid(ability - difficulty)``. A node
-with inputs may *judge* them (skill ``sigmoid(ability + judge - difficulty)``): it keeps a right
-input when one is there, or solves afresh when it sees that none is; a node that has not judged
-follows the plurality of its inputs (probability ``herd``) or solves afresh. Long prompts lower
-the ability (past the model's capacity), and a node at level ``l`` spoils a right answer with
-probability ``overwrite * (l - 1)``. Wrong answers are the question's distractors: a shared,
-geometrically decaying distribution mixed with the model's own preferred one.
+with inputs reads its inputs' answers, writes its own attempt, and picks one of these candidates
+with weight ``count ** vote * exp(discern * right + self_weight * own)``: agreement counts (a
+vote), the right answer is recognised a little, and the node leans to or away from its own
+attempt. How much depends on the kind of answer (comparable final answers, options, programs)
+and on the role. Long prompts lower the ability and blur the vote (past the model's capacity),
+and a node at level ``l`` may spoil a right answer with probability
+``overwrite * (l - 1) ** overwrite_growth``. Wrong answers are the question's distractors: a
+shared, geometrically decaying distribution mixed with the model's own preferred one.
 
 Example:
     >>> import numpy as np
