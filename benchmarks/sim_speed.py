@@ -77,7 +77,7 @@ def bare_kernel(backend: object, graph: Graph, batch: Batch, seed: int) -> Calla
     graph = pool.resolve(graph)
     world = backend._world(batch)  # type: ignore[attr-defined]
     params = backend.params  # type: ignore[attr-defined]
-    structure, spec_task = params.structure(task.name), params.tasks[task.name]
+    structure, spec_task = params.shared, params.tasks[task.name]
     reading, distractors = spec_task.reading, spec_task.distractors
     preds = graph.predecessors_map()
     levels = graph.levels()

@@ -9,7 +9,7 @@ Example:
     >>> params = load_sim_params("llama3")
     >>> params.tasks["math"].targets["llama-3.2-1b"]
     0.31
-    >>> sorted(params.structure("mmlu").roles)
+    >>> sorted(params.shared.roles)
     ['assistant', 'fuser', 'output']
     >>> params.tasks["humaneval"].reading.kind
     'program'
@@ -196,11 +196,6 @@ class SimParams:
     shared: StructureParams
     tasks: Mapping[str, TaskParams]
     source: Path
-
-    def structure(self, task: str) -> StructureParams:
-        """The structure parameters that apply to ``task`` (the same for every task)."""
-        del task
-        return self.shared
 
 
 def load_sim_params(pool: str, path: Path | None = None) -> SimParams:
