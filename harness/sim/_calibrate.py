@@ -38,13 +38,13 @@ from typing import Any
 import numpy as np
 
 from harness._yaml import read_yaml
-from harness.backends import Batch, EvalContext
-from harness.executor import run_graph
+from harness.backends import Batch
 from harness.paths import atomic_write_text
 from harness.pilot import PAPER, run_pilot
 from harness.pool import load_pool
 from harness.sim._backend import SimBackend
 from harness.sim._check import shaped_graph
+from harness.sim._optimum import expected_accuracy
 from harness.sim._params import SimParams, _Reader, sim_dir
 from harness.tasks import Item, load_task
 
@@ -127,16 +127,9 @@ def write_fields(text: str, data: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def _accuracy(
-    task: Any, pool: Any, backend: SimBackend, items: Sequence[Item], graph: Any
-) -> float:
-    batch = Batch(tuple(items), "heldout")
-    epochs = max(1, 3000 // len(items))
-    runs = [
-        run_graph(graph, batch, backend, task, pool, EvalContext(0, e)).accuracy
-        for e in range(epochs)
-    ]
-    return 100 * float(np.mean(runs))
+def _accuracy(task: Any, pool: Any, backend: SimBackend, batch: Batch, graph: Any) -> float:
+    # Expected accuracy (percent) on 3000 question evaluations, on one batch for every graph.
+    return 100 * expected_accuracy(graph, task, pool, backend, batch, 3000)[0]
 
 
 def evaluate(params: SimParams, items: dict[str, tuple[Item, ...]]) -> dict[str, Any]:
@@ -152,17 +145,18 @@ def evaluate(params: SimParams, items: dict[str, tuple[Item, ...]]) -> dict[str,
         )
         out[name] = {"combos": {row["combo"]: row["accuracy"] for row in table["combos"]}}
         if name == "math":
+            batch = Batch(tuple(task_items), "heldout")
             lone = shaped_graph({"fan": ["1B"], "output": "1B"})
             eight = shaped_graph({"fan": ["1B"] * 8, "output": "1B"})
-            out[name]["vote"] = _accuracy(task, pool, backend, task_items, eight) - _accuracy(
-                task, pool, backend, task_items, lone
+            out[name]["vote"] = _accuracy(task, pool, backend, batch, eight) - _accuracy(
+                task, pool, backend, batch, lone
             )
             out[name]["width"] = [
                 _accuracy(
                     task,
                     pool,
                     backend,
-                    task_items,
+                    batch,
                     shaped_graph({"fan": ["3B"] * w, "output": "3B"}),
                 )
                 for w in _WIDTHS
